@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[kube(
     group = "ferrolb.io",
     version = "v1beta1",
-    kind = "BFDProfile",
+    kind = "BFDProfile", doc = "BFD timers for BGP sessions",
     namespaced,
     category = "ferrolb",
     printcolumn(name = "Passive Mode", type_ = "boolean", json_path = ".spec.passiveMode"),

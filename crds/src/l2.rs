@@ -12,7 +12,7 @@ pub(crate) const UNIQUE: &str = "self.all(x, self.exists_one(y, x == y))";
 #[kube(
     group = "ferrolb.io",
     version = "v1beta1",
-    kind = "L2Advertisement",
+    kind = "L2Advertisement", doc = "Announces pools in Layer2 mode (ARP/NDP)",
     namespaced,
     shortname = "l2adv",
     category = "ferrolb",

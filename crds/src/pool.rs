@@ -29,7 +29,7 @@ const V4_ORDER_RULE: &str = concat!(
 #[kube(
     group = "ferrolb.io",
     version = "v1beta1",
-    kind = "IPAddressPool",
+    kind = "IPAddressPool", doc = "A pool of addresses FerroLB assigns to LoadBalancer Services",
     namespaced,
     status = "IPAddressPoolStatus",
     shortname = "ipp",
