@@ -1,0 +1,1 @@
+//! Kubernetes objects to allocator inputs (in progress).

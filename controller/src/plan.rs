@@ -1,0 +1,1 @@
+//! The dry-run planner (in progress).
