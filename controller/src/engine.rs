@@ -25,7 +25,7 @@ pub enum EventType {
 }
 
 /// Something the shell must do.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Write `status.loadBalancer.ingress` = `ips` (in order) and the annotation
     /// `ferrolb.io/ip-allocated-from-pool: pool`.
