@@ -3,12 +3,19 @@
 //! record). The Kubernetes shell, the directory source and the planner all drive this
 //! one engine, so they cannot disagree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use ferrolb_crds::IPAddressPoolStatus;
+use ferrolb_crds::addresses::Family;
+use ferrolb_crds::annotations;
+use ferrolb_crds::condition::{Condition, pool as cond};
+use ferrolb_crds::validate::{ParsedPool, Problem, check_pools};
+use ferrolb_crds::{IPAddressPool, IPAddressPoolStatus};
+use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
 
-use crate::allocator::ServiceKey;
+use crate::allocator::{Allocator, Assignment, Change, ServiceKey};
+use crate::model;
 
 /// Kind of object an Event or status write is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,59 +66,359 @@ pub struct EngineConfig {
     pub lb_class: Option<String>,
 }
 
+/// What the engine remembers of a Service between calls, so it speaks only on change.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The last error reported in an Event, to avoid repeating it on every pass.
+    error: Option<String>,
+    /// The last remark (e.g. a missing second family) reported.
+    note: Option<String>,
+    /// MetalLB annotation keys already hinted about.
+    hinted: BTreeSet<String>,
+}
+
 /// The controller's state: pools, namespaces, and the allocator with every assignment.
 pub struct Engine {
     config: EngineConfig,
+    allocator: Allocator,
+    /// Every pool object, valid or not, by name: (namespace, parsed ranges if valid).
+    pools: BTreeMap<String, PoolEntry>,
+    namespaces: NamespaceLabels,
+    seen: BTreeMap<ServiceKey, Seen>,
+    /// Services whose status names a pool that no longer contains their addresses.
+    outside: BTreeMap<ServiceKey, (String, Vec<IpAddr>)>,
+    reported: BTreeMap<String, IPAddressPoolStatus>,
+}
+
+#[derive(Debug)]
+struct PoolEntry {
+    namespace: String,
+    parsed: Option<ParsedPool>,
+    problem: Option<Problem>,
+}
+
+fn event(kind: Kind, namespace: &str, name: &str, type_: EventType, reason: &str, message: impl Into<String>) -> Action {
+    Action::Event {
+        kind,
+        namespace: namespace.into(),
+        name: name.into(),
+        type_,
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+fn svc_event(key: &ServiceKey, type_: EventType, reason: &str, message: impl Into<String>) -> Action {
+    event(Kind::Service, &key.namespace, &key.name, type_, reason, message)
+}
+
+fn list(ips: &[IpAddr]) -> String {
+    ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// What a Service's status and annotation say now.
+fn observed(svc: &Service) -> (Vec<IpAddr>, Option<String>) {
+    let ips = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ing| ing.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
+        .unwrap_or_default();
+    let pool = svc.annotations().get(annotations::IP_ALLOCATED_FROM_POOL).cloned();
+    (ips, pool)
 }
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
-        Engine { config }
+        Engine {
+            config,
+            allocator: Allocator::new(Vec::new()),
+            pools: BTreeMap::new(),
+            namespaces: NamespaceLabels::new(),
+            seen: BTreeMap::new(),
+            outside: BTreeMap::new(),
+            reported: BTreeMap::new(),
+        }
     }
 
     /// Replaces the set of pools (all IPAddressPools in the FerroLB namespace). Returns
-    /// pool status writes and Events for pools that cannot be used. After a change the
-    /// caller must `resync` every Service (addresses may have left their pool).
-    pub fn set_pools(&mut self, pools: &[ferrolb_crds::IPAddressPool]) -> Vec<Action> {
-        let _ = (pools, &self.config);
-        unimplemented!("engine in progress")
+    /// Events for pools that cannot be used (once per distinct problem). After a change
+    /// the caller must `resync` every Service (addresses may have left their pool).
+    pub fn set_pools(&mut self, pools: &[IPAddressPool]) -> Vec<Action> {
+        let check = check_pools(pools);
+        let mut actions = Vec::new();
+        let mut entries = BTreeMap::new();
+        for p in pools {
+            let name = p.name_any();
+            let namespace = p.namespace().unwrap_or_default();
+            let problem = check.problems.iter().find(|x| x.name == name).cloned();
+            let before = self.pools.get(&name).and_then(|e| e.problem.as_ref());
+            if let Some(pr) = problem.as_ref().filter(|pr| before.map(|b| &b.message) != Some(&pr.message)) {
+                actions.push(event(Kind::IPAddressPool, &namespace, &name, EventType::Warning, pr.reason, &pr.message));
+            }
+            let parsed = check.valid.get(&name).cloned();
+            entries.insert(name, PoolEntry { namespace, parsed, problem });
+        }
+        self.pools = entries;
+        // Dropped assignments need no action here: their Services still show the old
+        // addresses, and the resync that follows moves them with a reason.
+        self.allocator.set_pools(model::pool_configs(&check, pools));
+        actions
     }
 
-    /// Replaces the namespace labels. Returns true when they changed in a way that
-    /// needs a `resync`.
+    /// Replaces the namespace labels. Returns true when they changed.
     pub fn set_namespaces(&mut self, namespaces: NamespaceLabels) -> bool {
-        let _ = namespaces;
-        unimplemented!("engine in progress")
+        let changed = namespaces != self.namespaces;
+        self.namespaces = namespaces;
+        changed
+    }
+
+    fn forget(&mut self, key: &ServiceKey, svc: &Service, why: &str) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let held = self.allocator.release(key).is_some();
+        self.outside.remove(key);
+        let (ips, pool) = observed(svc);
+        if !ips.is_empty() && (held || pool.is_some()) {
+            actions.push(Action::ClearServiceStatus { key: key.clone() });
+            actions.push(svc_event(key, EventType::Normal, "ClearAssignment", format!("{why}: released {}", list(&ips))));
+        } else if pool.is_some() {
+            actions.push(Action::ClearServiceStatus { key: key.clone() });
+        }
+        actions
     }
 
     /// A Service was added or changed.
-    pub fn service(&mut self, svc: &k8s_openapi::api::core::v1::Service) -> (Decision, Vec<Action>) {
-        let _ = svc;
-        unimplemented!("engine in progress")
+    pub fn service(&mut self, svc: &Service) -> (Decision, Vec<Action>) {
+        let key = model::service_key(svc);
+        let mut decision = Decision { key: key.clone(), ips: Vec::new(), pool: None, error: None };
+        if !model::is_handled(svc, self.config.lb_class.as_deref()) {
+            self.seen.remove(&key);
+            let actions = self.forget(&key, svc, "not a LoadBalancer Service of this controller's class");
+            return (decision, actions);
+        }
+        let empty = BTreeMap::new();
+        let ns_labels = self.namespaces.get(&key.namespace).unwrap_or(&empty).clone();
+        let request = match model::service_request(svc, &ns_labels) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                let actions = self.forget(&key, svc, "the Service has no cluster IP");
+                return (decision, actions);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let mut actions = self.forget(&key, svc, "the Service's request is invalid");
+                actions.extend(self.report_error(&key, &msg));
+                decision.error = Some(msg);
+                return (decision, actions);
+            }
+        };
+        let mut actions = Vec::new();
+        let seen = self.seen.entry(key.clone()).or_default();
+        for (alias, ours) in &request.aliases {
+            if seen.hinted.insert(alias.clone()) {
+                actions.push(svc_event(
+                    &key,
+                    EventType::Normal,
+                    "DeprecatedAnnotation",
+                    format!("{alias} is read as {ours}; rename it to {ours}"),
+                ));
+            }
+        }
+        let (status_ips, status_pool) = observed(svc);
+        self.track_outside(&key, &status_ips, status_pool.as_deref());
+        match self.allocator.assign(&request.request) {
+            Ok(outcome) => {
+                let Assignment { pool, ips } = outcome.assignment;
+                if status_ips != ips || status_pool.as_deref() != Some(pool.as_str()) {
+                    actions.push(Action::SetServiceStatus { key: key.clone(), ips: ips.clone(), pool: pool.clone() });
+                }
+                match outcome.change {
+                    Change::Unchanged => {}
+                    Change::New => actions.push(svc_event(
+                        &key,
+                        EventType::Normal,
+                        "IPAllocated",
+                        format!("Assigned IP [{}] from pool {pool}", list(&ips)),
+                    )),
+                    Change::Moved { from, reason } => {
+                        actions.push(svc_event(
+                            &key,
+                            EventType::Normal,
+                            "ClearAssignment",
+                            format!("{reason}: released {}", list(&from)),
+                        ));
+                        actions.push(svc_event(
+                            &key,
+                            EventType::Normal,
+                            "IPAllocated",
+                            format!("Assigned IP [{}] from pool {pool}", list(&ips)),
+                        ));
+                    }
+                    Change::Extended => actions.push(svc_event(
+                        &key,
+                        EventType::Normal,
+                        "IPAllocated",
+                        format!("Assigned additional IP, now [{}] from pool {pool}", list(&ips)),
+                    )),
+                }
+                let seen = self.seen.entry(key.clone()).or_default();
+                seen.error = None;
+                let note = (!outcome.notes.is_empty()).then(|| outcome.notes.join("; "));
+                if note.is_some() && note != seen.note {
+                    actions.push(svc_event(&key, EventType::Normal, "AdditionalAssignFailed", note.clone().unwrap_or_default()));
+                }
+                seen.note = note;
+                self.outside.remove(&key);
+                decision.ips = ips;
+                decision.pool = Some(pool);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                actions.extend(self.forget(&key, svc, "its addresses no longer satisfy it"));
+                actions.extend(self.report_error(&key, &msg));
+                decision.error = Some(msg);
+            }
+        }
+        (decision, actions)
+    }
+
+    fn report_error(&mut self, key: &ServiceKey, msg: &str) -> Vec<Action> {
+        let seen = self.seen.entry(key.clone()).or_default();
+        if seen.error.as_deref() == Some(msg) {
+            return Vec::new();
+        }
+        seen.error = Some(msg.to_string());
+        vec![svc_event(key, EventType::Warning, "AllocationFailed", msg)]
+    }
+
+    /// Notes a Service whose status attributes addresses to a pool that does not
+    /// contain them, for that pool's `AddressesInUseOutsidePool` condition.
+    fn track_outside(&mut self, key: &ServiceKey, ips: &[IpAddr], pool: Option<&str>) {
+        let Some(pool) = pool else { return };
+        let Some(parsed) = self.pools.get(pool).and_then(|p| p.parsed.as_ref()) else { return };
+        let out: Vec<IpAddr> = ips.iter().filter(|ip| !parsed.contains(ip)).copied().collect();
+        if out.is_empty() {
+            self.outside.remove(key);
+        } else {
+            self.outside.insert(key.clone(), (pool.to_string(), out));
+        }
     }
 
     /// A Service was deleted: its addresses return to the pool.
     pub fn service_deleted(&mut self, key: &ServiceKey) -> Vec<Action> {
-        let _ = key;
-        unimplemented!("engine in progress")
+        self.allocator.release(key);
+        self.seen.remove(key);
+        self.outside.remove(key);
+        self.pool_statuses()
     }
 
-    /// Processes every Service: those that already have addresses first (so nothing new
-    /// can take them), then the rest in the order given. Returns one Decision per
-    /// handled Service, in processing order, and the actions. Ends with pool statuses.
-    pub fn resync(&mut self, services: &[k8s_openapi::api::core::v1::Service]) -> (Vec<Decision>, Vec<Action>) {
-        let _ = services;
-        unimplemented!("engine in progress")
+    /// Processes every Service: those that already have addresses first (more
+    /// addresses first, as MetalLB), so nothing new can take them, then the rest in the
+    /// order given. Services the engine knew that are absent are treated as deleted.
+    /// Returns one Decision per handled Service, in processing order, and the actions,
+    /// ending with pool status writes.
+    pub fn resync(&mut self, services: &[Service]) -> (Vec<Decision>, Vec<Action>) {
+        let present: BTreeSet<ServiceKey> = services.iter().map(model::service_key).collect();
+        let gone: Vec<ServiceKey> = self.seen.keys().filter(|k| !present.contains(k)).cloned().collect();
+        for key in gone {
+            self.allocator.release(&key);
+            self.seen.remove(&key);
+            self.outside.remove(&key);
+        }
+        let mut order: Vec<&Service> = services.iter().collect();
+        order.sort_by_key(|s| std::cmp::Reverse(observed(s).0.len()));
+        let mut decisions = Vec::new();
+        let mut actions = Vec::new();
+        for svc in order {
+            let handled = model::is_handled(svc, self.config.lb_class.as_deref());
+            let (d, a) = self.service(svc);
+            actions.extend(a);
+            if handled {
+                decisions.push(d);
+            }
+        }
+        actions.extend(self.pool_statuses());
+        (decisions, actions)
+    }
+
+    /// The status every pool should have now.
+    pub fn pool_status(&self, name: &str) -> Option<IPAddressPoolStatus> {
+        let entry = self.pools.get(name)?;
+        let stats = self.allocator.pool_stats(name).unwrap_or_default();
+        let sat = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
+        let mut conditions = Vec::new();
+        match &entry.problem {
+            None => conditions.push(Condition::new(cond::VALID, true, "Valid", "the pool is used for allocation")),
+            Some(p) => conditions.push(Condition::new(cond::VALID, false, p.reason, p.message.clone())),
+        }
+        let overlapping = entry.problem.as_ref().filter(|p| p.reason == "Overlapping");
+        conditions.push(match overlapping {
+            Some(p) => Condition::new(cond::OVERLAPPING, true, "Overlapping", p.message.clone()),
+            None => Condition::new(cond::OVERLAPPING, false, "NoOverlap", ""),
+        });
+        let outside: Vec<String> = self
+            .outside
+            .iter()
+            .filter(|(_, (p, _))| p == name)
+            .map(|(k, (_, ips))| format!("{k} ({})", list(ips)))
+            .collect();
+        conditions.push(if outside.is_empty() {
+            Condition::new(cond::ADDRESSES_IN_USE_OUTSIDE_POOL, false, "AllInPool", "")
+        } else {
+            Condition::new(
+                cond::ADDRESSES_IN_USE_OUTSIDE_POOL,
+                true,
+                "AddressesLeftPool",
+                format!("services hold addresses this pool no longer contains: {}", outside.join(", ")),
+            )
+        });
+        Some(IPAddressPoolStatus {
+            assigned_ipv4: sat(stats.assigned_v4),
+            assigned_ipv6: sat(stats.assigned_v6),
+            available_ipv4: sat(stats.available_v4),
+            available_ipv6: sat(stats.available_v6),
+            conditions,
+        })
     }
 
     /// Pool status writes for pools whose status changed since last reported.
     pub fn pool_statuses(&mut self) -> Vec<Action> {
-        unimplemented!("engine in progress")
+        let mut actions = Vec::new();
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for name in names {
+            let Some(status) = self.pool_status(&name) else { continue };
+            if self.reported.get(&name) == Some(&status) {
+                continue;
+            }
+            let namespace = self.pools.get(&name).map(|e| e.namespace.clone()).unwrap_or_default();
+            self.reported.insert(name.clone(), status.clone());
+            actions.push(Action::SetPoolStatus { namespace, name, status });
+        }
+        self.reported.retain(|n, _| self.pools.contains_key(n));
+        actions
     }
 
-    /// Per pool and family: (total addresses, in use), for metrics.
+    /// Per pool and family: total addresses and addresses in use, for metrics.
     pub fn pool_usage(&self) -> Vec<PoolUsage> {
-        unimplemented!("engine in progress")
+        let mut out = Vec::new();
+        for (name, entry) in &self.pools {
+            let Some(parsed) = &entry.parsed else { continue };
+            let stats = self.allocator.pool_stats(name).unwrap_or_default();
+            for family in parsed.families() {
+                let (in_use, available) = match family {
+                    Family::V4 => (stats.assigned_v4, stats.available_v4),
+                    Family::V6 => (stats.assigned_v6, stats.available_v6),
+                };
+                out.push(PoolUsage { pool: name.clone(), family, total: in_use.saturating_add(available), in_use });
+            }
+        }
+        out
+    }
+
+    /// The allocator, for read-only inspection (planner, tests).
+    pub fn allocator(&self) -> &Allocator {
+        &self.allocator
     }
 }
 
@@ -119,7 +426,7 @@ impl Engine {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolUsage {
     pub pool: String,
-    pub family: ferrolb_crds::addresses::Family,
+    pub family: Family,
     pub total: u128,
     pub in_use: u128,
 }
