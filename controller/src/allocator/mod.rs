@@ -5,14 +5,28 @@
 //! (see `docs/allocation.md`). The shell (Kubernetes, a directory, the planner) builds
 //! [`PoolConfig`]s and [`ServiceRequest`]s from API objects and writes the results back.
 //!
-//! INTERFACE CONTRACT (implementation in progress in this module's submodules):
-//! everything below is the public surface other modules code against.
+//! Costs: `assign` and `release` are O(log n) in the number of addresses in use (plus
+//! the pools skipped because they are full or do not admit the Service, and, for a
+//! sharing Service, the addresses already carrying its sharing key); memory grows with
+//! what is assigned, never with the size of the pools, so an IPv6 /64 costs nothing
+//! until used. `set_pools` is O(n log n).
+//!
+//! Submodules: `free` (free intervals of one pool entry), `pool` (pools, their order,
+//! `serviceAllocation`), `sharing` (who uses each address, the sharing rules), `choose`
+//! (the order of choice, start-up reclaim).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod choose;
+mod free;
+mod pool;
+mod sharing;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 
-use ferrolb_crds::addresses::{AddrRange, Family};
+use ferrolb_crds::addresses::{AddrRange, Family, ip_to_u128, u128_to_ip};
 use ferrolb_crds::selector::Selectors;
 
 /// A valid pool, ready for allocation (invalid pools never reach the allocator: the
@@ -142,11 +156,19 @@ pub enum AllocError {
     #[error("pool {pool:?} does not admit this service (serviceAllocation)")]
     PoolNotAllowed { pool: String },
     #[error("requested {ip} is in pool {pool:?}, not in the annotated pool {annotated:?}")]
-    PoolMismatch { ip: IpAddr, pool: String, annotated: String },
+    PoolMismatch {
+        ip: IpAddr,
+        pool: String,
+        annotated: String,
+    },
     #[error("{ip} is in use by {by}")]
     InUse { ip: IpAddr, by: String },
     #[error("port {port} is already in use on {ip} by {by}")]
-    PortInUse { ip: IpAddr, port: String, by: String },
+    PortInUse {
+        ip: IpAddr,
+        port: String,
+        by: String,
+    },
     #[error("{0}")]
     BadRequest(String),
 }
@@ -158,4 +180,185 @@ pub struct PoolStats {
     pub assigned_v6: u128,
     pub available_v4: u128,
     pub available_v6: u128,
+}
+
+/// Size of the allocator's state, for tests, benchmarks and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Services holding addresses.
+    pub services: usize,
+    /// Distinct addresses in use.
+    pub addresses_in_use: usize,
+    /// Free intervals over all pool entries (a fresh entry is one interval).
+    pub free_intervals: usize,
+}
+
+/// An address as the allocator's maps key it: family first, so IPv4 and IPv6 never
+/// mix, then the address as an integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Addr {
+    family: Family,
+    n: u128,
+}
+
+impl Addr {
+    const MIN: Addr = Addr {
+        family: Family::V4,
+        n: 0,
+    };
+
+    fn of(ip: IpAddr) -> Addr {
+        Addr {
+            family: Family::of(&ip),
+            n: ip_to_u128(ip),
+        }
+    }
+
+    fn ip(self) -> IpAddr {
+        u128_to_ip(self.family, self.n)
+    }
+}
+
+/// Pools, and every assignment made so far. See the module documentation for the
+/// rules and costs.
+#[derive(Clone, Debug, Default)]
+pub struct Allocator {
+    /// Sorted by name.
+    pools: Vec<pool::Pool>,
+    by_name: HashMap<String, usize>,
+    /// First address of each piece → the (pool, entry) owning it.
+    index: BTreeMap<Addr, pool::Piece>,
+    /// `autoAssign` pools with a `serviceAllocation`, by priority then name.
+    by_priority: Vec<usize>,
+    /// `autoAssign` pools without `serviceAllocation`, by name.
+    fallback: Vec<usize>,
+    in_use: BTreeMap<Addr, sharing::IpUse>,
+    held: HashMap<ServiceKey, sharing::Held>,
+    shared: sharing::SharedIndex,
+    /// Latest labels seen per namespace with assigned Services.
+    namespace_labels: HashMap<String, BTreeMap<String, String>>,
+}
+
+impl Allocator {
+    pub fn new(pools: Vec<PoolConfig>) -> Allocator {
+        let mut a = Allocator::default();
+        a.set_pools(pools);
+        a
+    }
+
+    /// Replaces the pools. Assignments whose addresses are still all in one pool that
+    /// admits the Service are kept (only their pool name changes, after a rename or a
+    /// split); the others are dropped and returned: assign those Services again (with
+    /// `current` = their status addresses), which moves them and says why. Pools with
+    /// the same name: the first one counts.
+    pub fn set_pools(&mut self, pools: Vec<PoolConfig>) -> Vec<(ServiceKey, Assignment)> {
+        let (mut new_pools, index) = pool::build(pools);
+        pool::fill_free(&mut new_pools, &index);
+        let (by_priority, fallback) = pool::auto_orders(&new_pools);
+        self.by_name = new_pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name().to_owned(), i))
+            .collect();
+        self.pools = new_pools;
+        self.index = index;
+        self.by_priority = by_priority;
+        self.fallback = fallback;
+        self.in_use.clear();
+        self.shared.clear();
+
+        let mut old: Vec<(ServiceKey, sharing::Held)> =
+            std::mem::take(&mut self.held).into_iter().collect();
+        old.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut dropped = Vec::new();
+        for (key, mut held) in old {
+            match self.still_fits(&key, &held) {
+                Some(p) => {
+                    held.assignment.pool = self.pools[p].name().to_owned();
+                    self.attach(&key, &held);
+                    self.held.insert(key, held);
+                }
+                None => dropped.push((key, held.assignment)),
+            }
+        }
+        let held = &self.held;
+        self.namespace_labels
+            .retain(|ns, _| held.keys().any(|k| &k.namespace == ns));
+        dropped
+    }
+
+    /// Decides the addresses of one Service and records them; see the module
+    /// documentation for the order of choice. On success the Service's previous
+    /// addresses are let go (assigning the same thing twice changes nothing); on error
+    /// nothing changes, the Service keeps what it held: call [`Self::release`] if it
+    /// must lose it.
+    pub fn assign(&mut self, req: &ServiceRequest) -> Result<Outcome, AllocError> {
+        self.assign_one(req)
+    }
+
+    /// Assigns many Services at once, as after a (re)start: first every Service takes
+    /// back the addresses of its `current` status that still satisfy it, so no new
+    /// allocation can take an address another Service already has; then each is
+    /// assigned as by [`Self::assign`], by key. The result is in input order and does
+    /// not depend on it.
+    pub fn assign_all<'a>(
+        &mut self,
+        reqs: impl IntoIterator<Item = &'a ServiceRequest>,
+    ) -> Vec<(ServiceKey, Result<Outcome, AllocError>)> {
+        let reqs: Vec<&ServiceRequest> = reqs.into_iter().collect();
+        self.assign_batch(&reqs)
+    }
+
+    /// Lets go of a Service's addresses (deleted, or no longer a LoadBalancer).
+    pub fn release(&mut self, key: &ServiceKey) -> Option<Assignment> {
+        let held = self.held.remove(key)?;
+        self.detach(key, &held);
+        Some(held.assignment)
+    }
+
+    pub fn assignment(&self, key: &ServiceKey) -> Option<&Assignment> {
+        self.held.get(key).map(|h| &h.assignment)
+    }
+
+    /// Every assignment, in no particular order.
+    pub fn assignments(&self) -> impl Iterator<Item = (&ServiceKey, &Assignment)> {
+        self.held.iter().map(|(k, h)| (k, &h.assignment))
+    }
+
+    /// The pools, by name.
+    pub fn pools(&self) -> impl Iterator<Item = &PoolConfig> {
+        self.pools.iter().map(|p| &p.cfg)
+    }
+
+    /// Assigned and available counts; available leaves out .0/.255 under avoidBuggyIPs
+    /// and saturates at `u128::MAX`.
+    pub fn pool_stats(&self, pool: &str) -> Option<PoolStats> {
+        let p = self.pools.get(*self.by_name.get(pool)?)?;
+        Some(PoolStats {
+            assigned_v4: p.assigned[0],
+            assigned_v6: p.assigned[1],
+            available_v4: p.usable[0].saturating_sub(p.assigned[0]),
+            available_v6: p.usable[1].saturating_sub(p.assigned[1]),
+        })
+    }
+
+    /// The pool whose addresses include `ip` (even a .0/.255 one that the pool does not
+    /// hand out under avoidBuggyIPs).
+    pub fn pool_of(&self, ip: &IpAddr) -> Option<&str> {
+        let (p, _) = self.locate(Addr::of(*ip))?;
+        self.pools.get(p).map(|p| p.name())
+    }
+
+    /// The Services holding `ip`.
+    pub fn users_of(&self, ip: &IpAddr) -> impl Iterator<Item = &ServiceKey> {
+        self.users(ip).iter()
+    }
+
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            services: self.held.len(),
+            addresses_in_use: self.in_use.len(),
+            free_intervals: self.pools.iter().map(|p| p.free_intervals()).sum(),
+        }
+    }
 }
