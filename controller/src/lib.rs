@@ -5,6 +5,8 @@
 pub mod allocator;
 pub mod cli;
 pub mod engine;
+pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod source;

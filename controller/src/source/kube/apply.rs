@@ -1,0 +1,325 @@
+//! Writing the engine's [`Action`]s to the Kubernetes API, one request (or two) each.
+//!
+//! | action | request |
+//! |---|---|
+//! | `SetServiceStatus` | `PATCH /api/v1/namespaces/NS/services/NAME/status` (merge patch) `{"status":{"loadBalancer":{"ingress":[{"ip":"…"},…]}}}`, then `PATCH /api/v1/namespaces/NS/services/NAME` `{"metadata":{"annotations":{"ferrolb.io/ip-allocated-from-pool":"POOL"}}}` |
+//! | `ClearServiceStatus` | the same two paths with `{"status":{"loadBalancer":{"ingress":null}}}` and the annotation set to `null` (a JSON merge patch deletes keys set to null; `{"loadBalancer":{}}` would change nothing) |
+//! | `SetPoolStatus` | `PATCH /apis/ferrolb.io/v1beta1/namespaces/NS/ipaddresspools/NAME/status` `{"status":{…}}`, `conditions` always present so an empty list clears old ones |
+//! | `Event` | `POST /apis/events.k8s.io/v1/namespaces/NS/events` through kube-runtime's [`Recorder`] (reporter `ferrolb-controller`); a repeat within 6 minutes becomes a `PATCH` of the same Event's series |
+//!
+//! Every PATCH carries `?fieldManager=ferrolb-controller`. A 404 means the object is
+//! gone: [`Applied::Gone`], not an error. Conflicts, throttling, server errors and
+//! transport errors are [`WriteError::Retryable`]; other rejections (400, 403, 422) are
+//! [`WriteError::Rejected`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use ferrolb_crds::annotations::IP_ALLOCATED_FROM_POOL;
+use ferrolb_crds::{IPAddressPool, IPAddressPoolStatus};
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use crate::engine::{Action, EventType, Kind};
+
+/// Field manager of every write, and the Events' reporting controller.
+pub const FIELD_MANAGER: &str = "ferrolb-controller";
+
+/// What came of a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Written,
+    /// The object no longer exists (404); there is nothing to write.
+    Gone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Worth retrying: conflict, throttling, server error, network.
+    #[error("{0}")]
+    Retryable(#[source] kube::Error),
+    /// The API server refused the write; retrying the same request cannot help.
+    #[error("{0}")]
+    Rejected(#[source] kube::Error),
+}
+
+impl WriteError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, WriteError::Retryable(_))
+    }
+}
+
+/// Sorts an API error into gone / retry / rejected.
+pub fn classify(err: kube::Error) -> Result<Applied, WriteError> {
+    match &err {
+        kube::Error::Api(status) => match status.code {
+            404 => Ok(Applied::Gone),
+            408 | 409 | 429 => Err(WriteError::Retryable(err)),
+            400..=499 => Err(WriteError::Rejected(err)),
+            _ => Err(WriteError::Retryable(err)),
+        },
+        kube::Error::SerdeError(_) | kube::Error::BuildRequest(_) => Err(WriteError::Rejected(err)),
+        _ => Err(WriteError::Retryable(err)),
+    }
+}
+
+/// `{"status":{"loadBalancer":{"ingress":[{"ip":"…"}, …]}}}`
+pub fn service_status_patch(ips: &[IpAddr]) -> Value {
+    let ingress: Vec<Value> = ips
+        .iter()
+        .map(|ip| json!({ "ip": ip.to_string() }))
+        .collect();
+    json!({ "status": { "loadBalancer": { "ingress": ingress } } })
+}
+
+/// `{"status":{"loadBalancer":{"ingress":null}}}`: removes every ingress entry.
+pub fn clear_service_status_patch() -> Value {
+    json!({ "status": { "loadBalancer": { "ingress": null } } })
+}
+
+/// Sets (or with `None` removes) `ferrolb.io/ip-allocated-from-pool`.
+pub fn pool_annotation_patch(pool: Option<&str>) -> Value {
+    json!({ "metadata": { "annotations": { IP_ALLOCATED_FROM_POOL: pool } } })
+}
+
+/// `{"status": STATUS}`, with `conditions` always present (a merge patch replaces lists,
+/// so `[]` removes conditions that no longer hold).
+pub fn pool_status_patch(status: &IPAddressPoolStatus) -> Value {
+    let mut value = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut value {
+        map.entry("conditions").or_insert_with(|| json!([]));
+    }
+    json!({ "status": value })
+}
+
+/// The object an Event is about. `uid` makes `kubectl describe` find it.
+pub fn object_reference(
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    uid: Option<&str>,
+) -> ObjectReference {
+    let (api_version, kind) = match kind {
+        Kind::Service => ("v1", "Service"),
+        Kind::IPAddressPool => ("ferrolb.io/v1beta1", "IPAddressPool"),
+    };
+    ObjectReference {
+        api_version: Some(api_version.into()),
+        kind: Some(kind.into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        uid: uid.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+/// The `action` field of the Events FerroLB records.
+pub const EVENT_ACTION: &str = "Reconcile";
+
+/// Bound on the memory of last Event messages (see [`Writer`]).
+const MAX_REMEMBERED_NOTES: usize = 8192;
+
+/// (kind, namespace, name, Normal/Warning, reason): the Recorder's own dedup key, less the constant parts.
+type NoteKey = (&'static str, String, String, &'static str, String);
+
+/// Writes actions. Cheap to clone; clones share the Event recorder.
+///
+/// kube-runtime's [`Recorder`] folds a repeated Event (same object, type, reason and
+/// action) into the first one's series, keeping the first message. FerroLB's messages
+/// carry the reason a person acts on ("pool P is full" then "IP in use by S"), so when
+/// the message changes the recorder's cache is reset and a new Event is created.
+#[derive(Clone)]
+pub struct Writer {
+    client: Client,
+    reporter: Reporter,
+    events: Arc<Mutex<EventState>>,
+}
+
+struct EventState {
+    recorder: Recorder,
+    last_note: HashMap<NoteKey, String>,
+}
+
+impl Writer {
+    /// `instance`: the reporting instance of Events (the pod name).
+    pub fn new(client: Client, instance: Option<String>) -> Writer {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance,
+        };
+        let recorder = Recorder::new(client.clone(), reporter.clone());
+        Writer {
+            client,
+            reporter,
+            events: Arc::new(Mutex::new(EventState {
+                recorder,
+                last_note: HashMap::new(),
+            })),
+        }
+    }
+
+    /// Performs `action` once (no retry). `uid` is the uid of the object an Event is
+    /// about, when known.
+    pub async fn apply(&self, action: &Action, uid: Option<&str>) -> Result<Applied, WriteError> {
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match action {
+            Action::SetServiceStatus { key, ips, pool } => {
+                let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+                let patch = service_status_patch(ips);
+                if let Err(e) = api
+                    .patch_status(&key.name, &pp, &Patch::Merge(&patch))
+                    .await
+                {
+                    return classify(e);
+                }
+                let patch = pool_annotation_patch(Some(pool));
+                api.patch(&key.name, &pp, &Patch::Merge(&patch))
+                    .await
+                    .map(|_| Applied::Written)
+                    .or_else(classify)
+            }
+            Action::ClearServiceStatus { key } => {
+                let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+                let patch = clear_service_status_patch();
+                if let Err(e) = api
+                    .patch_status(&key.name, &pp, &Patch::Merge(&patch))
+                    .await
+                {
+                    return classify(e);
+                }
+                let patch = pool_annotation_patch(None);
+                api.patch(&key.name, &pp, &Patch::Merge(&patch))
+                    .await
+                    .map(|_| Applied::Written)
+                    .or_else(classify)
+            }
+            Action::SetPoolStatus {
+                namespace,
+                name,
+                status,
+            } => {
+                let api: Api<IPAddressPool> = Api::namespaced(self.client.clone(), namespace);
+                let patch = pool_status_patch(status);
+                api.patch_status(name, &pp, &Patch::Merge(&patch))
+                    .await
+                    .map(|_| Applied::Written)
+                    .or_else(classify)
+            }
+            Action::Event {
+                kind,
+                namespace,
+                name,
+                type_,
+                reason,
+                message,
+            } => {
+                let reference = object_reference(*kind, namespace, name, uid);
+                let event = Event {
+                    type_: match type_ {
+                        EventType::Normal => KubeEventType::Normal,
+                        EventType::Warning => KubeEventType::Warning,
+                    },
+                    reason: truncate(reason, 128),
+                    note: Some(truncate(message, 1024)),
+                    action: EVENT_ACTION.into(),
+                    secondary: None,
+                };
+                let recorder = self.recorder_for(*kind, namespace, name, *type_, reason, message);
+                recorder
+                    .publish(&event, &reference)
+                    .await
+                    .map(|_| Applied::Written)
+                    .or_else(classify)
+            }
+        }
+    }
+
+    /// The recorder to publish with: a fresh one when this object's last Event with this
+    /// reason had another message.
+    fn recorder_for(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) -> Recorder {
+        let kind = match kind {
+            Kind::Service => "Service",
+            Kind::IPAddressPool => "IPAddressPool",
+        };
+        let type_ = match type_ {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        };
+        let key: NoteKey = (kind, namespace.into(), name.into(), type_, reason.into());
+        // A poisoned lock only means another write panicked mid-update; the state is
+        // still a usable cache.
+        let mut state = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = state.last_note.get(&key).is_some_and(|n| n != message);
+        if changed || state.last_note.len() >= MAX_REMEMBERED_NOTES {
+            state.recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+            if !changed {
+                state.last_note.clear();
+            }
+        }
+        state.last_note.insert(key, message.to_string());
+        state.recorder.clone()
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches() {
+        let ips: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
+        assert_eq!(
+            service_status_patch(&ips),
+            json!({"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.1"},{"ip":"2001:db8::1"}]}}})
+        );
+        assert_eq!(
+            clear_service_status_patch(),
+            json!({"status":{"loadBalancer":{"ingress":null}}})
+        );
+        assert_eq!(
+            pool_annotation_patch(None),
+            json!({"metadata":{"annotations":{"ferrolb.io/ip-allocated-from-pool":null}}})
+        );
+        let st = IPAddressPoolStatus {
+            assigned_ipv4: 1,
+            available_ipv4: 9,
+            ..Default::default()
+        };
+        assert_eq!(
+            pool_status_patch(&st),
+            json!({"status":{"assignedIPv4":1,"assignedIPv6":0,"availableIPv4":9,"availableIPv6":0,"conditions":[]}})
+        );
+    }
+
+    #[test]
+    fn truncates_on_char_boundary() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+    }
+}

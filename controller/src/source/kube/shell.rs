@@ -1,0 +1,610 @@
+//! The controller's state between the watchers and the [`Engine`]: current Services,
+//! pools and namespace labels, the start-up gate, and which writes are still needed.
+//! No I/O: the event loop in [`super`] feeds it watch events and writes what it returns.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ferrolb_crds::annotations::IP_ALLOCATED_FROM_POOL;
+use ferrolb_crds::{IPAddressPool, IPAddressPoolStatus};
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::watcher::Event;
+
+use crate::allocator::ServiceKey;
+use crate::engine::{Action, Decision, Engine, Kind, NamespaceLabels};
+
+/// A Namespace as the controller needs it (from a metadata-only watch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ns {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One watch event from one of the three watchers.
+// Moved once from the stream into `handle`: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Input {
+    Service(Event<Service>),
+    Pool(Event<IPAddressPool>),
+    Namespace(Event<Ns>),
+}
+
+/// What handling one input decided.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub decisions: Vec<Decision>,
+    pub actions: Vec<Action>,
+    /// This input completed the initial lists: decisions have begun.
+    pub started: bool,
+}
+
+impl Step {
+    fn resync(&mut self, (decisions, actions): (Vec<Decision>, Vec<Action>)) {
+        self.decisions.extend(decisions);
+        self.actions.extend(actions);
+    }
+}
+
+/// What a write is about; at most one write per target is pending or queued for retry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    Service(ServiceKey),
+    Pool {
+        namespace: String,
+        name: String,
+    },
+    /// Events are never superseded: each has its own number.
+    Event(u64),
+}
+
+/// The state a status write establishes.
+#[derive(Clone, Debug, PartialEq)]
+enum Desired {
+    /// `Some((ips, pool))` for an assignment, `None` for cleared.
+    Service(Option<(Vec<IpAddr>, String)>),
+    Pool(IPAddressPoolStatus),
+}
+
+fn desired(action: &Action) -> Option<(Target, Desired)> {
+    match action {
+        Action::SetServiceStatus { key, ips, pool } => Some((
+            Target::Service(key.clone()),
+            Desired::Service(Some((ips.clone(), pool.clone()))),
+        )),
+        Action::ClearServiceStatus { key } => {
+            Some((Target::Service(key.clone()), Desired::Service(None)))
+        }
+        Action::SetPoolStatus {
+            namespace,
+            name,
+            status,
+        } => Some((
+            Target::Pool {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            Desired::Pool(status.clone()),
+        )),
+        Action::Event { .. } => None,
+    }
+}
+
+pub fn service_key(svc: &Service) -> ServiceKey {
+    ServiceKey {
+        namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+        name: svc.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// The Service's assignment as written in the API: ingress IPs (`None` when an entry
+/// is not a bare IP, e.g. a hostname, or does not parse) and the pool annotation.
+fn service_state(svc: &Service) -> (Option<Vec<IpAddr>>, Option<&str>) {
+    let ingress = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    let ips = match ingress {
+        None => Some(Vec::new()),
+        Some(list) => list
+            .iter()
+            .map(|i| {
+                let bare = i.hostname.is_none()
+                    && i.ip_mode.is_none()
+                    && i.ports.as_ref().is_none_or(|p| p.is_empty());
+                i.ip.as_deref()
+                    .filter(|_| bare)
+                    .and_then(|ip| ip.parse().ok())
+            })
+            .collect(),
+    };
+    let pool = svc
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(IP_ALLOCATED_FROM_POOL))
+        .map(String::as_str);
+    (ips, pool)
+}
+
+fn service_matches(svc: &Service, want: &Option<(Vec<IpAddr>, String)>) -> bool {
+    let (ips, pool) = service_state(svc);
+    match want {
+        Some((want_ips, want_pool)) => {
+            ips.as_ref() == Some(want_ips) && pool == Some(want_pool.as_str())
+        }
+        None => ips.is_some_and(|i| i.is_empty()) && pool.is_none(),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Listed {
+    services: bool,
+    pools: bool,
+    namespaces: bool,
+}
+
+/// See the module documentation.
+pub struct Shell {
+    engine: Engine,
+    services: BTreeMap<ServiceKey, Service>,
+    pools: BTreeMap<String, IPAddressPool>,
+    namespaces: NamespaceLabels,
+    /// Objects of a (re)list in progress, swapped in at `InitDone`.
+    init_services: Option<BTreeMap<ServiceKey, Service>>,
+    init_pools: Option<BTreeMap<String, IPAddressPool>>,
+    init_namespaces: Option<NamespaceLabels>,
+    listed: Listed,
+    started: bool,
+    /// Writes sent whose result the watch has not shown yet.
+    pending: BTreeMap<Target, Desired>,
+}
+
+impl Shell {
+    pub fn new(engine: Engine) -> Shell {
+        Shell {
+            engine,
+            services: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            namespaces: NamespaceLabels::new(),
+            init_services: None,
+            init_pools: None,
+            init_namespaces: None,
+            listed: Listed::default(),
+            started: false,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// Whether all three initial lists are in and decisions have begun.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// Handles one watch event. Nothing is decided until every watcher has delivered
+    /// its initial list; then namespaces, pools and every Service (existing assignments
+    /// first) are handed to the engine at once.
+    pub fn handle(&mut self, input: Input) -> Step {
+        let mut step = Step::default();
+        match input {
+            Input::Service(ev) => self.on_service(ev, &mut step),
+            Input::Pool(ev) => self.on_pool(ev, &mut step),
+            Input::Namespace(ev) => self.on_namespace(ev, &mut step),
+        }
+        if !self.started && self.listed.services && self.listed.pools && self.listed.namespaces {
+            self.started = true;
+            step.started = true;
+            // set_namespaces' answer does not matter: everything is resynced below.
+            self.engine.set_namespaces(self.namespaces.clone());
+            let pools: Vec<IPAddressPool> = self.pools.values().cloned().collect();
+            step.actions.extend(self.engine.set_pools(&pools));
+            let services = self.services_in_order();
+            step.resync(self.engine.resync(&services));
+        }
+        step
+    }
+
+    /// Every Service, oldest first (then by namespace/name): among Services without an
+    /// address the oldest gets first pick. The engine puts existing assignments first.
+    fn services_in_order(&self) -> Vec<Service> {
+        let mut v: Vec<&Service> = self.services.values().collect();
+        v.sort_by(|a, b| {
+            let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            // Services without a timestamp (never from a real API server) go last.
+            (ta.is_none(), ta, service_key(a)).cmp(&(tb.is_none(), tb, service_key(b)))
+        });
+        v.into_iter().cloned().collect()
+    }
+
+    fn resync_all(&mut self, step: &mut Step) {
+        let services = self.services_in_order();
+        step.resync(self.engine.resync(&services));
+    }
+
+    fn set_pools_and_resync(&mut self, step: &mut Step) {
+        let pools: Vec<IPAddressPool> = self.pools.values().cloned().collect();
+        step.actions.extend(self.engine.set_pools(&pools));
+        self.resync_all(step);
+    }
+
+    fn on_service(&mut self, ev: Event<Service>, step: &mut Step) {
+        match ev {
+            Event::Init => self.init_services = Some(BTreeMap::new()),
+            Event::InitApply(svc) => {
+                let key = service_key(&svc);
+                self.init_services
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(key, svc);
+            }
+            Event::InitDone => {
+                let listed = self.init_services.take().unwrap_or_default();
+                let old = std::mem::replace(&mut self.services, listed);
+                self.listed.services = true;
+                for svc in self.services.values() {
+                    confirm_service(&mut self.pending, svc);
+                }
+                if self.started {
+                    // A relist after the watch lost track: Services that vanished were
+                    // deleted while we were not looking.
+                    for key in old.keys().filter(|k| !self.services.contains_key(*k)) {
+                        self.pending.remove(&Target::Service(key.clone()));
+                        step.actions.extend(self.engine.service_deleted(key));
+                    }
+                    self.resync_all(step);
+                }
+            }
+            Event::Apply(svc) => {
+                let key = service_key(&svc);
+                confirm_service(&mut self.pending, &svc);
+                if self.started {
+                    let (decision, actions) = self.engine.service(&svc);
+                    step.decisions.push(decision);
+                    step.actions.extend(actions);
+                }
+                self.services.insert(key, svc);
+            }
+            Event::Delete(svc) => {
+                let key = service_key(&svc);
+                self.services.remove(&key);
+                self.pending.remove(&Target::Service(key.clone()));
+                if self.started {
+                    step.actions.extend(self.engine.service_deleted(&key));
+                }
+            }
+        }
+    }
+
+    fn on_pool(&mut self, ev: Event<IPAddressPool>, step: &mut Step) {
+        match ev {
+            Event::Init => self.init_pools = Some(BTreeMap::new()),
+            Event::InitApply(pool) => {
+                let name = pool.metadata.name.clone().unwrap_or_default();
+                self.init_pools
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(name, pool);
+            }
+            Event::InitDone => {
+                let listed = self.init_pools.take().unwrap_or_default();
+                let changed = !same_specs(&self.pools, &listed);
+                self.pools = listed;
+                self.listed.pools = true;
+                for pool in self.pools.values() {
+                    confirm_pool(&mut self.pending, pool);
+                }
+                if self.started && changed {
+                    self.set_pools_and_resync(step);
+                }
+            }
+            Event::Apply(pool) => {
+                let name = pool.metadata.name.clone().unwrap_or_default();
+                confirm_pool(&mut self.pending, &pool);
+                // Our own status writes come back as Apply events: only a spec change
+                // (or a new pool) is worth a resync.
+                let changed = self
+                    .pools
+                    .get(&name)
+                    .is_none_or(|old| old.spec != pool.spec);
+                self.pools.insert(name, pool);
+                if self.started && changed {
+                    self.set_pools_and_resync(step);
+                }
+            }
+            Event::Delete(pool) => {
+                let name = pool.metadata.name.clone().unwrap_or_default();
+                let namespace = pool.metadata.namespace.clone().unwrap_or_default();
+                self.pending.remove(&Target::Pool {
+                    namespace,
+                    name: name.clone(),
+                });
+                if self.pools.remove(&name).is_some() && self.started {
+                    self.set_pools_and_resync(step);
+                }
+            }
+        }
+    }
+
+    fn on_namespace(&mut self, ev: Event<Ns>, step: &mut Step) {
+        let changed = match ev {
+            Event::Init => {
+                self.init_namespaces = Some(NamespaceLabels::new());
+                false
+            }
+            Event::InitApply(ns) => {
+                self.init_namespaces
+                    .get_or_insert_with(NamespaceLabels::new)
+                    .insert(ns.name, ns.labels);
+                false
+            }
+            Event::InitDone => {
+                let listed = self.init_namespaces.take().unwrap_or_default();
+                self.listed.namespaces = true;
+                let changed = listed != self.namespaces;
+                self.namespaces = listed;
+                changed
+            }
+            Event::Apply(ns) => {
+                let changed = self.namespaces.get(&ns.name) != Some(&ns.labels);
+                self.namespaces.insert(ns.name, ns.labels);
+                changed
+            }
+            Event::Delete(ns) => self.namespaces.remove(&ns.name).is_some(),
+        };
+        if self.started && changed && self.engine.set_namespaces(self.namespaces.clone()) {
+            self.resync_all(step);
+        }
+    }
+
+    /// Whether `action` would change anything: false for a status write when the
+    /// watched object already shows exactly that and no other write to it is in flight.
+    /// Events are always written.
+    pub fn needs_write(&self, action: &Action) -> bool {
+        let Some((target, want)) = desired(action) else {
+            return true;
+        };
+        if self.pending.get(&target).is_some_and(|p| *p != want) {
+            return true;
+        }
+        match (&target, &want) {
+            (Target::Service(key), Desired::Service(w)) => self
+                .services
+                .get(key)
+                .is_none_or(|svc| !service_matches(svc, w)),
+            (Target::Pool { namespace, name }, Desired::Pool(w)) => self
+                .pools
+                .get(name)
+                .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
+                .is_none_or(|p| p.status.as_ref() != Some(w)),
+            _ => true,
+        }
+    }
+
+    /// Records that `action` is being written, until the watch shows its result.
+    pub fn sent(&mut self, action: &Action) {
+        if let Some((target, want)) = desired(action) {
+            self.pending.insert(target, want);
+        }
+    }
+
+    /// The uid of the object an Event is about, if it is known.
+    pub fn uid(&self, kind: Kind, namespace: &str, name: &str) -> Option<&str> {
+        let meta = match kind {
+            Kind::Service => {
+                &self
+                    .services
+                    .get(&ServiceKey {
+                        namespace: namespace.into(),
+                        name: name.into(),
+                    })?
+                    .metadata
+            }
+            Kind::IPAddressPool => {
+                &self
+                    .pools
+                    .get(name)
+                    .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))?
+                    .metadata
+            }
+        };
+        meta.uid.as_deref()
+    }
+
+    /// Number of Services and pools currently known.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.services.len(), self.pools.len())
+    }
+}
+
+fn confirm_service(pending: &mut BTreeMap<Target, Desired>, svc: &Service) {
+    let target = Target::Service(service_key(svc));
+    if let Some(Desired::Service(want)) = pending.get(&target)
+        && service_matches(svc, want)
+    {
+        pending.remove(&target);
+    }
+}
+
+fn confirm_pool(pending: &mut BTreeMap<Target, Desired>, pool: &IPAddressPool) {
+    let target = Target::Pool {
+        namespace: pool.metadata.namespace.clone().unwrap_or_default(),
+        name: pool.metadata.name.clone().unwrap_or_default(),
+    };
+    if let Some(Desired::Pool(want)) = pending.get(&target)
+        && pool.status.as_ref() == Some(want)
+    {
+        pending.remove(&target);
+    }
+}
+
+fn same_specs(a: &BTreeMap<String, IPAddressPool>, b: &BTreeMap<String, IPAddressPool>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b.iter())
+            .all(|((na, pa), (nb, pb))| na == nb && pa.spec == pb.spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+    use kube::api::ObjectMeta;
+
+    fn svc(ns: &str, name: &str, ingress: &[&str], pool: Option<&str>) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                annotations: pool
+                    .map(|p| [(IP_ALLOCATED_FROM_POOL.to_string(), p.to_string())].into()),
+                ..Default::default()
+            },
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(
+                        ingress
+                            .iter()
+                            .map(|ip| LoadBalancerIngress {
+                                ip: Some(ip.to_string()),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn key(ns: &str, name: &str) -> ServiceKey {
+        ServiceKey {
+            namespace: ns.into(),
+            name: name.into(),
+        }
+    }
+
+    fn set(ns: &str, name: &str, ips: &[&str], pool: &str) -> Action {
+        Action::SetServiceStatus {
+            key: key(ns, name),
+            ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
+            pool: pool.into(),
+        }
+    }
+
+    #[test]
+    fn nothing_is_decided_before_all_lists() {
+        // The engine's methods are never called before the gate opens (they would
+        // panic in a stub engine): only stores change.
+        let mut shell = Shell::new(Engine::new(Default::default()));
+        for input in [
+            Input::Service(Event::Init),
+            Input::Service(Event::InitApply(svc("a", "web", &["192.0.2.1"], Some("p")))),
+            Input::Service(Event::InitDone),
+            Input::Service(Event::Apply(svc("a", "db", &[], None))),
+            Input::Namespace(Event::Init),
+            Input::Namespace(Event::InitApply(Ns {
+                name: "a".into(),
+                labels: BTreeMap::new(),
+            })),
+            Input::Namespace(Event::InitDone),
+            Input::Pool(Event::Init),
+        ] {
+            let step = shell.handle(input);
+            assert!(!step.started);
+            assert!(step.actions.is_empty() && step.decisions.is_empty());
+        }
+        assert!(!shell.started());
+        assert_eq!(shell.counts(), (2, 0));
+    }
+
+    #[test]
+    fn status_writes_are_skipped_when_the_object_already_shows_them() {
+        let mut shell = Shell::new(Engine::new(Default::default()));
+        shell.handle(Input::Service(Event::Apply(svc(
+            "a",
+            "web",
+            &["192.0.2.1"],
+            Some("p"),
+        ))));
+        assert!(!shell.needs_write(&set("a", "web", &["192.0.2.1"], "p")));
+        assert!(shell.needs_write(&set("a", "web", &["192.0.2.2"], "p")));
+        assert!(shell.needs_write(&set("a", "web", &["192.0.2.1"], "q")));
+        assert!(shell.needs_write(&Action::ClearServiceStatus {
+            key: key("a", "web")
+        }));
+        // Unknown Service: write (a 404 will say it is gone).
+        assert!(shell.needs_write(&set("a", "nope", &["192.0.2.1"], "p")));
+
+        // A -> B -> A before the watch shows B: the second A must still be written.
+        shell.sent(&set("a", "web", &["192.0.2.2"], "p"));
+        assert!(shell.needs_write(&set("a", "web", &["192.0.2.1"], "p")));
+        // Once the watch shows B, the pending write is confirmed.
+        shell.handle(Input::Service(Event::Apply(svc(
+            "a",
+            "web",
+            &["192.0.2.2"],
+            Some("p"),
+        ))));
+        assert!(!shell.needs_write(&set("a", "web", &["192.0.2.2"], "p")));
+
+        shell.handle(Input::Service(Event::Apply(svc("a", "bare", &[], None))));
+        assert!(!shell.needs_write(&Action::ClearServiceStatus {
+            key: key("a", "bare")
+        }));
+    }
+
+    #[test]
+    fn hostname_ingress_is_not_our_assignment() {
+        let mut s = svc("a", "web", &["192.0.2.1"], Some("p"));
+        if let Some(ing) = s
+            .status
+            .as_mut()
+            .and_then(|s| s.load_balancer.as_mut())
+            .and_then(|l| l.ingress.as_mut())
+        {
+            ing.push(LoadBalancerIngress {
+                hostname: Some("x.example".into()),
+                ..Default::default()
+            });
+        }
+        let mut shell = Shell::new(Engine::new(Default::default()));
+        shell.handle(Input::Service(Event::Apply(s)));
+        assert!(shell.needs_write(&set("a", "web", &["192.0.2.1"], "p")));
+    }
+
+    #[test]
+    fn pool_status_skip() {
+        let mut shell = Shell::new(Engine::new(Default::default()));
+        let mut pool =
+            IPAddressPool::new("p", ferrolb_crds::IPAddressPoolSpec::new(&["192.0.2.0/24"]));
+        pool.metadata.namespace = Some("ferrolb-system".into());
+        pool.metadata.uid = Some("u-1".into());
+        let st = IPAddressPoolStatus {
+            assigned_ipv4: 1,
+            ..Default::default()
+        };
+        pool.status = Some(st.clone());
+        shell.handle(Input::Pool(Event::Apply(pool)));
+        let action = |status: IPAddressPoolStatus| Action::SetPoolStatus {
+            namespace: "ferrolb-system".into(),
+            name: "p".into(),
+            status,
+        };
+        assert!(!shell.needs_write(&action(st.clone())));
+        assert!(shell.needs_write(&action(IPAddressPoolStatus::default())));
+        assert_eq!(
+            shell.uid(Kind::IPAddressPool, "ferrolb-system", "p"),
+            Some("u-1")
+        );
+        assert_eq!(shell.uid(Kind::IPAddressPool, "other", "p"), None);
+    }
+}
