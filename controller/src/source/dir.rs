@@ -34,7 +34,7 @@ use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Servic
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::allocator::ServiceKey;
 use crate::cli::{RunArgs, Source};
@@ -99,9 +99,20 @@ pub struct ServiceAssignment {
     pub namespace: String,
     pub name: String,
     /// In the order of `status.loadBalancer.ingress`.
+    #[serde(serialize_with = "quoted_ips")]
     pub ips: Vec<IpAddr>,
     /// The pool the addresses come from.
     pub pool: String,
+}
+
+/// Addresses as a flow sequence of quoted strings (`["198.51.100.1", "2001:db8::1"]`):
+/// quoted, so that no YAML reader takes an address for a number.
+fn quoted_ips<S: serde::Serializer>(ips: &[IpAddr], s: S) -> Result<S::Ok, S::Error> {
+    let quoted: Vec<_> = ips
+        .iter()
+        .map(|ip| serde_saphyr::DoubleQuoted(ip.to_string()))
+        .collect();
+    serde_saphyr::FlowSeq(quoted).serialize(s)
 }
 
 impl ServiceAssignment {
@@ -181,40 +192,7 @@ impl AssignmentList {
 
     /// The file's text: a header comment and the list, addresses in flow style.
     pub fn to_yaml(&self) -> String {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct View<'a> {
-            api_version: &'a str,
-            kind: &'a str,
-            items: Vec<ItemView<'a>>,
-        }
-        #[derive(Serialize)]
-        struct ItemView<'a> {
-            namespace: &'a str,
-            name: &'a str,
-            ips: serde_saphyr::FlowSeq<Vec<serde_saphyr::DoubleQuoted<String>>>,
-            pool: &'a str,
-        }
-        let view = View {
-            api_version: &self.api_version,
-            kind: &self.kind,
-            items: self
-                .items
-                .iter()
-                .map(|i| ItemView {
-                    namespace: &i.namespace,
-                    name: &i.name,
-                    ips: serde_saphyr::FlowSeq(
-                        i.ips
-                            .iter()
-                            .map(|ip| serde_saphyr::DoubleQuoted(ip.to_string()))
-                            .collect(),
-                    ),
-                    pool: &i.pool,
-                })
-                .collect(),
-        };
-        let body = serde_saphyr::to_string(&view).expect("an AssignmentList always serializes");
+        let body = serde_saphyr::to_string(self).expect("an AssignmentList always serializes");
         format!(
             "# Written by ferrolb-controller (--source dir): the addresses it assigned. Do not edit.\n{body}"
         )
@@ -285,6 +263,7 @@ impl std::fmt::Display for FileError {
 pub struct ServiceDecision {
     pub namespace: String,
     pub name: String,
+    #[serde(serialize_with = "quoted_ips")]
     pub ips: Vec<IpAddr>,
     pub pool: Option<String>,
     /// Why the Service has no (or not all its) addresses.
@@ -902,19 +881,22 @@ fn log_changes(
     for (key, a) in new {
         match old.get(key) {
             Some(o) if o == a => {}
-            Some(o) => info!(
+            Some(o) => debug!(
                 "{key}: {} from pool {} (was {} from pool {})",
                 ips(a),
                 a.pool,
                 ips(o),
                 o.pool
             ),
-            None => info!("{key}: {} from pool {}", ips(a), a.pool),
+            None => debug!("{key}: {} from pool {}", ips(a), a.pool),
         }
     }
     for (key, o) in old {
         if !new.contains_key(key) {
-            info!("{key}: released {}", ips(o));
+            info!(
+                "{key}: released {} (the Service is gone or no longer handled)",
+                ips(o)
+            );
         }
     }
 }
