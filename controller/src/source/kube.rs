@@ -248,7 +248,7 @@ async fn run_elected(
     metrics.set_leader(true);
     readiness.set(false);
     let result = tokio::select! {
-        r = controller(client.clone(), args, &identity, metrics.clone(), readiness.clone()) => r,
+        r = run_leader(client.clone(), args, &identity, metrics.clone(), readiness.clone()) => r,
         _ = leadership_lost(&mut leader) => Err(anyhow!(
             "lost the lease {}/{}; exiting so that this replica restarts as a standby", args.namespace, args.lease_name
         )),
@@ -365,8 +365,10 @@ fn map_event<A, B>(ev: Event<A>, f: impl Fn(A) -> B) -> Event<B> {
     }
 }
 
-/// The leader's loop: watch, decide, write. Returns only on error.
-async fn controller(
+/// The leader's loop: watch, decide, write. Returns only on error; the caller stops
+/// it (drops the future) on shutdown or loss of the Lease. `identity` is the Events'
+/// reporting instance. Public for tests against a scripted API server.
+pub async fn run_leader(
     client: Client,
     args: &RunArgs,
     identity: &str,
@@ -457,7 +459,7 @@ pub fn retry_delay(attempt: u32) -> Duration {
 
 impl Retries {
     /// Turns fresh actions into jobs: of several status writes to one object only the
-    /// last is kept (it supersedes the others, and any queued retry).
+    /// last is kept. A fresh action supersedes any queued retry for its object.
     pub fn jobs(&mut self, actions: Vec<Action>) -> Vec<Job> {
         let mut jobs: Vec<Job> = Vec::with_capacity(actions.len());
         let mut index: BTreeMap<Target, usize> = BTreeMap::new();
@@ -511,6 +513,11 @@ impl Retries {
         true
     }
 
+    /// Drops the queued retry for `target`: a newer write to it is being sent.
+    pub fn cancel(&mut self, target: &Target) {
+        self.queue.remove(target);
+    }
+
     pub fn next_due(&self) -> Option<Instant> {
         self.queue.values().map(|(_, due)| *due).min()
     }
@@ -551,6 +558,7 @@ async fn execute(
         if !shell.needs_write(&job.action) {
             continue;
         }
+        retries.cancel(&job.target);
         shell.sent(&job.action);
         let uid = match &job.action {
             Action::Event {
@@ -579,10 +587,12 @@ async fn execute(
                 log_written(&job.action);
             }
             Ok(Applied::Gone) => {
+                shell.not_sent(&job.target);
                 metrics.k8s_write(WriteResult::Gone);
                 debug!(target = ?job.target, "object gone; write dropped");
             }
             Err(e) if e.is_retryable() => {
+                shell.not_sent(&job.target);
                 let attempt = job.attempt + 1;
                 let target = job.target.clone();
                 if retries.failed(job, now) {
@@ -594,6 +604,7 @@ async fn execute(
                 }
             }
             Err(e) => {
+                shell.not_sent(&job.target);
                 metrics.k8s_write(WriteResult::Failed);
                 error!(target = ?job.target, error = %e, "write rejected");
             }
@@ -688,11 +699,12 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].attempt, 1);
         assert!(r.is_empty());
-        // A queued retry is dropped when a newer write to the same object comes.
+        // A queued retry is dropped when a newer write to the same object comes, even
+        // if that write turns out unnecessary.
         assert!(r.failed(job.clone(), now));
         let fresh = r.jobs(vec![set("web", "192.0.2.9")]);
-        assert!(r.is_empty());
         assert_eq!(fresh[0].attempt, 0);
+        assert!(r.is_empty());
         // Bounded.
         job.attempt = MAX_ATTEMPTS - 1;
         assert!(!r.failed(job, now));

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use ferrolb_crds::annotations::IP_ALLOCATED_FROM_POOL;
 use ferrolb_crds::{IPAddressPool, IPAddressPoolStatus};
@@ -12,6 +13,10 @@ use kube::runtime::watcher::Event;
 
 use crate::allocator::ServiceKey;
 use crate::engine::{Action, Decision, Engine, Kind, NamespaceLabels};
+
+/// How long a successful status write counts as in flight, waiting for the watch to
+/// show it (see [`Shell::needs_write`]).
+pub const IN_FLIGHT: Duration = Duration::from_secs(10);
 
 /// A Namespace as the controller needs it (from a metadata-only watch).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,8 +162,8 @@ pub struct Shell {
     init_namespaces: Option<NamespaceLabels>,
     listed: Listed,
     started: bool,
-    /// Writes sent whose result the watch has not shown yet.
-    pending: BTreeMap<Target, Desired>,
+    /// Writes sent whose result the watch has not shown yet, and when.
+    pending: BTreeMap<Target, (Desired, Instant)>,
 }
 
 impl Shell {
@@ -364,15 +369,19 @@ impl Shell {
         }
     }
 
-    /// Whether `action` would change anything: false for a status write when the
-    /// watched object already shows exactly that and no other write to it is in flight.
-    /// Events are always written.
+    /// Whether `action` still has to be written. Events always do. A status write does
+    /// not when the same write succeeded less than [`IN_FLIGHT`] ago and the watch has
+    /// not shown it yet (the Service's two patches come back as two events, and the
+    /// engine, seeing the first, would ask again), nor when the watched object already
+    /// shows exactly that and no different write to it is unconfirmed.
     pub fn needs_write(&self, action: &Action) -> bool {
         let Some((target, want)) = desired(action) else {
             return true;
         };
-        if self.pending.get(&target).is_some_and(|p| *p != want) {
-            return true;
+        match self.pending.get(&target) {
+            Some((p, _)) if *p != want => return true,
+            Some((_, at)) if at.elapsed() < IN_FLIGHT => return false,
+            _ => {}
         }
         match (&target, &want) {
             (Target::Service(key), Desired::Service(w)) => self
@@ -388,11 +397,17 @@ impl Shell {
         }
     }
 
-    /// Records that `action` is being written, until the watch shows its result.
+    /// Records that `action` was written, until the watch shows its result.
     pub fn sent(&mut self, action: &Action) {
         if let Some((target, want)) = desired(action) {
-            self.pending.insert(target, want);
+            self.pending.insert(target, (want, Instant::now()));
         }
+    }
+
+    /// Forgets a write to `target` that failed (or found the object gone): nothing is
+    /// in flight, the next decision compares with the watched object again.
+    pub fn not_sent(&mut self, target: &Target) {
+        self.pending.remove(target);
     }
 
     /// The uid of the object an Event is about, if it is known.
@@ -424,21 +439,21 @@ impl Shell {
     }
 }
 
-fn confirm_service(pending: &mut BTreeMap<Target, Desired>, svc: &Service) {
+fn confirm_service(pending: &mut BTreeMap<Target, (Desired, Instant)>, svc: &Service) {
     let target = Target::Service(service_key(svc));
-    if let Some(Desired::Service(want)) = pending.get(&target)
+    if let Some((Desired::Service(want), _)) = pending.get(&target)
         && service_matches(svc, want)
     {
         pending.remove(&target);
     }
 }
 
-fn confirm_pool(pending: &mut BTreeMap<Target, Desired>, pool: &IPAddressPool) {
+fn confirm_pool(pending: &mut BTreeMap<Target, (Desired, Instant)>, pool: &IPAddressPool) {
     let target = Target::Pool {
         namespace: pool.metadata.namespace.clone().unwrap_or_default(),
         name: pool.metadata.name.clone().unwrap_or_default(),
     };
-    if let Some(Desired::Pool(want)) = pending.get(&target)
+    if let Some((Desired::Pool(want), _)) = pending.get(&target)
         && pool.status.as_ref() == Some(want)
     {
         pending.remove(&target);
@@ -555,6 +570,20 @@ mod tests {
             Some("p"),
         ))));
         assert!(!shell.needs_write(&set("a", "web", &["192.0.2.2"], "p")));
+
+        // A write just sent is not repeated when the watch shows half of it (the status
+        // patch, before the annotation patch)...
+        shell.sent(&set("a", "web", &["192.0.2.3"], "p"));
+        shell.handle(Input::Service(Event::Apply(svc(
+            "a",
+            "web",
+            &["192.0.2.3"],
+            None,
+        ))));
+        assert!(!shell.needs_write(&set("a", "web", &["192.0.2.3"], "p")));
+        // ...but is when it failed.
+        shell.not_sent(&Target::Service(key("a", "web")));
+        assert!(shell.needs_write(&set("a", "web", &["192.0.2.3"], "p")));
 
         shell.handle(Input::Service(Event::Apply(svc("a", "bare", &[], None))));
         assert!(!shell.needs_write(&Action::ClearServiceStatus {
