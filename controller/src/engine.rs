@@ -275,7 +275,14 @@ impl Engine {
             }
             Err(e) => {
                 let msg = e.to_string();
-                actions.extend(self.forget(&key, svc, "its addresses no longer satisfy it"));
+                // Addresses stranded by a pool edit stay on the Service until a valid
+                // replacement exists: taking them away would cut traffic for nothing
+                // better. The pool's AddressesInUseOutsidePool condition says so.
+                let stranded =
+                    !status_ips.is_empty() && status_ips.iter().all(|ip| self.allocator.pool_of(ip).is_none());
+                if !stranded {
+                    actions.extend(self.forget(&key, svc, "its addresses no longer satisfy it"));
+                }
                 actions.extend(self.report_error(&key, &msg));
                 decision.error = Some(msg);
             }
@@ -429,4 +436,154 @@ pub struct PoolUsage {
     pub family: Family,
     pub total: u128,
     pub in_use: u128,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(name: &str, addrs: &[&str]) -> IPAddressPool {
+        let mut p = IPAddressPool::new(name, ferrolb_crds::IPAddressPoolSpec::new(addrs));
+        p.metadata.namespace = Some("ferrolb-system".into());
+        p
+    }
+
+    fn svc(name: &str, status_ip: Option<&str>, pool_ann: Option<&str>) -> Service {
+        let mut yaml = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: app\n");
+        if let Some(p) = pool_ann {
+            yaml.push_str(&format!("  annotations: {{ferrolb.io/ip-allocated-from-pool: {p}}}\n"));
+        }
+        yaml.push_str("spec: {type: LoadBalancer, clusterIPs: [10.96.0.1], ports: [{port: 80}]}\n");
+        if let Some(ip) = status_ip {
+            yaml.push_str(&format!("status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"));
+        }
+        serde_saphyr::from_str(&yaml).unwrap()
+    }
+
+    fn reasons(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Event { reason, .. } => reason.clone(),
+                Action::SetServiceStatus { ips, .. } => format!("status {}", list(ips)),
+                Action::ClearServiceStatus { .. } => "clear".into(),
+                Action::SetPoolStatus { name, .. } => format!("pool {name}"),
+            })
+            .collect()
+    }
+
+    fn engine(pools: &[IPAddressPool]) -> Engine {
+        let mut e = Engine::new(EngineConfig::default());
+        e.set_pools(pools);
+        e
+    }
+
+    #[test]
+    fn new_service_gets_status_and_one_event() {
+        let mut e = engine(&[pool("p", &["198.51.100.0/30"])]);
+        let (d, a) = e.service(&svc("web", None, None));
+        assert_eq!(d.ips, vec!["198.51.100.0".parse::<IpAddr>().unwrap()]);
+        assert_eq!(reasons(&a), ["status 198.51.100.0", "IPAllocated"]);
+        // The API echoes the status back: nothing more to do, nothing more to say.
+        let (_, a) = e.service(&svc("web", Some("198.51.100.0"), Some("p")));
+        assert!(a.is_empty(), "{a:?}");
+    }
+
+    #[test]
+    fn restart_keeps_addresses_and_writes_nothing() {
+        let pools = [pool("p", &["198.51.100.0/30"])];
+        let services = [svc("b", None, None), svc("a", Some("198.51.100.2"), Some("p"))];
+        let mut e = engine(&pools);
+        let (decisions, actions) = e.resync(&services);
+        // `a` is processed first and keeps .2; `b` gets the first free address.
+        assert_eq!(decisions[0].key.name, "a");
+        assert_eq!(decisions[0].ips, vec!["198.51.100.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(decisions[1].ips, vec!["198.51.100.0".parse::<IpAddr>().unwrap()]);
+        assert_eq!(reasons(&actions), ["status 198.51.100.0", "IPAllocated", "pool p"]);
+    }
+
+    #[test]
+    fn failures_are_reported_once_and_clear_stale_status() {
+        let mut e = engine(&[pool("p", &["198.51.100.1/32"])]);
+        e.service(&svc("first", None, None));
+        let (d, a) = e.service(&svc("second", None, None));
+        assert!(d.error.as_deref().unwrap_or_default().contains("198.51.100") || d.error.is_some());
+        assert_eq!(reasons(&a), ["AllocationFailed"]);
+        let (_, a) = e.service(&svc("second", None, None));
+        assert!(a.is_empty(), "the same failure is not repeated: {a:?}");
+    }
+
+    #[test]
+    fn pool_edit_moves_service_with_reason() {
+        let mut e = engine(&[pool("p", &["198.51.100.0/30"])]);
+        e.service(&svc("web", None, None));
+        e.set_pools(&[pool("p", &["198.51.100.8/30"])]);
+        let (decisions, actions) = e.resync(&[svc("web", Some("198.51.100.0"), Some("p"))]);
+        assert_eq!(decisions[0].ips, vec!["198.51.100.8".parse::<IpAddr>().unwrap()]);
+        let r = reasons(&actions);
+        assert_eq!(&r[..3], ["status 198.51.100.8", "ClearAssignment", "IPAllocated"], "{r:?}");
+        let moved = actions.iter().find_map(|a| match a {
+            Action::Event { reason, message, .. } if reason == "ClearAssignment" => Some(message.clone()),
+            _ => None,
+        });
+        assert!(moved.unwrap_or_default().contains("198.51.100.0"));
+    }
+
+    #[test]
+    fn invalid_pool_is_reported_and_others_serve() {
+        let mut bad = pool("bad", &["198.51.100.0/30"]);
+        bad.spec.addresses = vec!["198.51.100.9-198.51.100.1".into()];
+        let mut e = Engine::new(EngineConfig::default());
+        let a = e.set_pools(&[bad.clone(), pool("good", &["203.0.113.0/30"])]);
+        assert_eq!(reasons(&a), ["InvalidAddress"]);
+        assert!(e.set_pools(&[bad, pool("good", &["203.0.113.0/30"])]).is_empty(), "reported once");
+        let status = e.pool_status("bad").unwrap();
+        assert!(status.conditions.iter().any(|c| c.type_ == "Valid" && !c.is_true()));
+        let (d, _) = e.service(&svc("web", None, None));
+        assert_eq!(d.pool.as_deref(), Some("good"));
+        let good = e.pool_status("good").unwrap();
+        assert_eq!((good.assigned_ipv4, good.available_ipv4), (1, 3));
+    }
+
+    #[test]
+    fn leaving_load_balancer_releases_and_clears() {
+        let mut e = engine(&[pool("p", &["198.51.100.0/31"])]);
+        e.service(&svc("web", None, None));
+        let mut s = svc("web", Some("198.51.100.0"), Some("p"));
+        if let Some(spec) = s.spec.as_mut() {
+            spec.type_ = Some("ClusterIP".into());
+        }
+        let (_, a) = e.service(&s);
+        assert_eq!(reasons(&a), ["clear", "ClearAssignment"]);
+        let (d, _) = e.service(&svc("other", None, None));
+        assert_eq!(d.ips, vec!["198.51.100.0".parse::<IpAddr>().unwrap()], "address reused");
+    }
+
+    #[test]
+    fn metallb_annotation_earns_one_hint() {
+        let mut e = engine(&[pool("p", &["198.51.100.0/30"]), pool("q", &["203.0.113.0/30"])]);
+        let mut s = svc("web", None, None);
+        s.metadata.annotations = Some([("metallb.io/address-pool".to_string(), "q".to_string())].into());
+        let (d, a) = e.service(&s);
+        assert_eq!(d.pool.as_deref(), Some("q"));
+        assert!(reasons(&a).contains(&"DeprecatedAnnotation".to_string()));
+        let (_, a) = e.service(&s);
+        assert!(!reasons(&a).contains(&"DeprecatedAnnotation".to_string()));
+    }
+
+    #[test]
+    fn addresses_outside_pool_condition() {
+        // A Service whose status claims an address pool p does not contain, with every
+        // pool full, cannot be moved: the pool says so until it is resolved.
+        let mut full = Engine::new(EngineConfig::default());
+        full.set_pools(&[pool("p", &["198.51.100.0/32"])]);
+        full.service(&svc("fill", None, None));
+        let (d, a) = full.service(&svc("stale", Some("198.51.100.7"), Some("p")));
+        assert!(d.error.is_some());
+        assert_eq!(reasons(&a), ["AllocationFailed"], "the stranded address is not taken away");
+        let status = full.pool_status("p").unwrap();
+        let c = status.conditions.iter().find(|c| c.type_ == "AddressesInUseOutsidePool").unwrap();
+        assert!(c.is_true(), "{c:?}");
+        assert!(c.message.contains("app/stale"));
+    }
 }

@@ -79,7 +79,7 @@ fn plan_follows_the_allocation_rules() {
         svc("default", "asked", "  annotations: {metallb.universe.tf/loadBalancerIPs: 198.51.100.129}\n", "", ""),
         svc("default", "ghost", "  annotations: {ferrolb.io/address-pool: nope}\n", "", ""),
         svc("default", "dual", "", "  ipFamilyPolicy: RequireDualStack\n  ipFamilies: [IPv4, IPv6]\n", ""),
-        svc("default", "plain", "", "  type: ClusterIP\n", ""),
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: plain, namespace: default}\nspec: {type: ClusterIP}\n".into(),
     ]
     .concat();
     let services = write(&dir, "services.yaml", &services);
