@@ -150,11 +150,12 @@ fn one_pass_writes_the_record() {
         .collect();
     assert!(order.is_sorted(), "{text}");
     // No temporary file left behind.
-    let names: Vec<_> = std::fs::read_dir(d.join(".ferrolb"))
+    let mut names: Vec<_> = std::fs::read_dir(d.join(".ferrolb"))
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    names.sort();
+    assert_eq!(names, ["assignments.yaml", "last-good", "status.yaml"]);
 
     // The human report and status.yaml tell the same story.
     let report = result.report();
@@ -345,6 +346,46 @@ fn a_bad_edit_keeps_the_files_last_good_content() {
     std::fs::remove_file(d.join("more.yaml")).unwrap();
     ctl.poll().unwrap().expect("a removed file is noticed");
     assert!(record(d).get("alpha", "api2").is_none());
+}
+
+#[test]
+fn a_file_broken_while_the_controller_was_down_keeps_its_last_good_content() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "pools.yaml", POOLS);
+    write(d, "services.yaml", &services());
+    dir::pass(d, &opts()).unwrap();
+    let copy = d.join(".ferrolb/last-good/services.yaml");
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), services());
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "copies of inputs are private: {mode:o}");
+
+    // Broken before the restart: the copy stands in for it, nothing is released.
+    write(
+        d,
+        "services.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: [\n",
+    );
+    let result = dir::pass(d, &opts()).unwrap();
+    assert_eq!(result.file_errors.len(), 1);
+    assert!(
+        result.file_errors[0].using_last_good,
+        "{:?}",
+        result.file_errors
+    );
+    assert_eq!(record(d).items, first_assignments());
+    assert_eq!(
+        std::fs::read_to_string(&copy).unwrap(),
+        services(),
+        "a bad read never replaces the copy"
+    );
+
+    // A file that is gone takes its copy with it.
+    std::fs::remove_file(d.join("services.yaml")).unwrap();
+    dir::pass(d, &opts()).unwrap();
+    assert!(!copy.exists());
+    assert!(record(d).items.is_empty());
 }
 
 #[test]

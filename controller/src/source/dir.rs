@@ -13,12 +13,15 @@
 //!   that cannot be used, every Service's decision with its error, pool statuses, and the
 //!   most recent Events. The Events are also logged (`Normal` at info, `Warning` at warn).
 //!
-//! Both files are replaced atomically (a temporary file in `.ferrolb/`, then a rename) and
-//! only when their content changes.
+//! - `last-good/NAME`: a copy (mode 0600: inputs may hold BGP passwords) of each input
+//!   file's last content that parsed.
+//!
+//! Files are replaced atomically (a temporary file in the same directory, then a rename)
+//! and only when their content changes.
 //!
 //! A file that cannot be read or parsed is reported (one line naming the file) and the
-//! objects it held at its last good read stay in use, so a half-saved edit never takes
-//! addresses away. The directory is polled every [`POLL_INTERVAL`] (names, sizes and
+//! objects it held at its last good read stay in use, even across a restart (from
+//! `last-good/`), so a half-saved edit never takes addresses away. The directory is polled every [`POLL_INTERVAL`] (names, sizes and
 //! modification times); any change triggers a new pass.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -47,6 +50,9 @@ pub const STATE_DIR: &str = ".ferrolb";
 pub const ASSIGNMENTS_FILE: &str = "assignments.yaml";
 /// The human-readable status, in [`STATE_DIR`].
 pub const STATUS_FILE: &str = "status.yaml";
+/// A copy of every input file's last good content, in [`STATE_DIR`], so that a file that
+/// is malformed when the controller (re)starts still contributes what it last held.
+pub const LAST_GOOD_DIR: &str = "last-good";
 /// `apiVersion` of the files the controller writes.
 pub const API_VERSION: &str = "ferrolb.io/v1beta1";
 /// `kind` of `assignments.yaml`.
@@ -600,9 +606,9 @@ impl DirController {
                     reason,
                     message,
                 } => {
-                    let (object, type_) = match kind {
-                        Kind::Service => (format!("Service {namespace}/{name}"), type_),
-                        Kind::IPAddressPool => (format!("IPAddressPool {name}"), type_),
+                    let object = match kind {
+                        Kind::Service => format!("Service {namespace}/{name}"),
+                        Kind::IPAddressPool => format!("IPAddressPool {name}"),
                     };
                     let entry = EventEntry {
                         type_: match type_ {
@@ -693,11 +699,11 @@ impl DirController {
         };
         std::fs::create_dir_all(&state).map_err(write_err(&state))?;
         let a_path = assignments_path(&self.dir);
-        let wrote_assignments =
-            write_if_changed(&a_path, &assignments.to_yaml()).map_err(write_err(&a_path))?;
+        let wrote_assignments = write_if_changed(&a_path, &assignments.to_yaml(), PUBLIC)
+            .map_err(write_err(&a_path))?;
         let s_path = status_path(&self.dir);
         let wrote_status =
-            write_if_changed(&s_path, &status.to_yaml()).map_err(write_err(&s_path))?;
+            write_if_changed(&s_path, &status.to_yaml(), PUBLIC).map_err(write_err(&s_path))?;
         self.seen = Some(listing);
         // The record was read back and is now rewritten: its error is history.
         self.record_error = None;
@@ -713,7 +719,9 @@ impl DirController {
         })
     }
 
-    /// Rereads the files whose stamp changed; forgets the files that are gone.
+    /// Rereads the files whose stamp changed; forgets the files that are gone. A file
+    /// that does not parse keeps the objects of its last good read, in memory or, after a
+    /// restart, from its copy in `.ferrolb/last-good/`.
     fn load(&mut self, listing: &Listing) {
         let names: BTreeSet<&str> = listing.iter().map(|(n, _)| n.as_str()).collect();
         self.files.retain(|name, _| {
@@ -723,35 +731,57 @@ impl DirController {
             }
             keep
         });
+        let cache = self.dir.join(STATE_DIR).join(LAST_GOOD_DIR);
+        if let Ok(entries) = std::fs::read_dir(&cache) {
+            for e in entries.flatten() {
+                if !e.file_name().to_str().is_some_and(|n| names.contains(n)) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         for (name, stamp) in listing {
             if self.files.get(name).is_some_and(|f| f.stamp == *stamp) {
                 continue;
             }
             let path = self.dir.join(name);
             let origin = path.display().to_string();
+            let parse = |text: &str, origin: &str| {
+                let mut inputs = Inputs::default();
+                inputs
+                    .parse(text, origin)
+                    .map(|()| inputs)
+                    .map_err(|e| e.to_string())
+            };
             let parsed = std::fs::read_to_string(&path)
                 .map_err(|e| format!("{origin}: {e}"))
-                .and_then(|text| {
-                    let mut inputs = Inputs::default();
-                    inputs
-                        .parse(&text, &origin)
-                        .map(|()| inputs)
-                        .map_err(|e| e.to_string())
-                });
+                .and_then(|text| parse(&text, &origin).map(|inputs| (inputs, text)));
             let entry = self.files.entry(name.clone()).or_insert(FileEntry {
                 stamp: *stamp,
                 inputs: None,
                 error: None,
             });
             entry.stamp = *stamp;
+            let copy = cache.join(name);
             match parsed {
-                Ok(inputs) => {
+                Ok((inputs, text)) => {
                     if entry.error.take().is_some() {
                         info!("{origin}: read again after an error");
                     }
                     entry.inputs = Some(inputs);
+                    let saved = std::fs::create_dir_all(&cache)
+                        .and_then(|()| write_if_changed(&copy, &text, PRIVATE));
+                    if let Err(e) = saved {
+                        warn!("cannot save a copy of {origin} in {}: {e}", cache.display());
+                    }
                 }
                 Err(e) => {
+                    if entry.inputs.is_none() {
+                        // Not read since the start: its last good copy, if any.
+                        let origin = copy.display().to_string();
+                        entry.inputs = std::fs::read_to_string(&copy)
+                            .ok()
+                            .and_then(|text| parse(&text, &origin).ok());
+                    }
                     let keeping = if entry.inputs.is_some() {
                         "keeping its last good content"
                     } else {
@@ -901,9 +931,14 @@ fn log_changes(
     }
 }
 
+/// File mode of what the controller writes for everyone to read (the record, the status).
+const PUBLIC: u32 = 0o644;
+/// File mode of the input copies, which may hold secrets (BGP passwords).
+const PRIVATE: u32 = 0o600;
+
 /// Replaces `path` with `content` atomically (temporary file in the same directory, then
 /// rename) unless it already holds exactly that. Returns whether it wrote.
-fn write_if_changed(path: &Path, content: &str) -> std::io::Result<bool> {
+fn write_if_changed(path: &Path, content: &str, mode: u32) -> std::io::Result<bool> {
     if std::fs::read(path).is_ok_and(|old| old == content.as_bytes()) {
         return Ok(false);
     }
@@ -911,7 +946,13 @@ fn write_if_changed(path: &Path, content: &str) -> std::io::Result<bool> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(content.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -1082,9 +1123,9 @@ mod tests {
     fn atomic_write_only_on_change() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.yaml");
-        assert!(write_if_changed(&path, "a: 1\n").unwrap());
-        assert!(!write_if_changed(&path, "a: 1\n").unwrap());
-        assert!(write_if_changed(&path, "a: 2\n").unwrap());
+        assert!(write_if_changed(&path, "a: 1\n", PUBLIC).unwrap());
+        assert!(!write_if_changed(&path, "a: 1\n", PUBLIC).unwrap());
+        assert!(write_if_changed(&path, "a: 2\n", PUBLIC).unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a: 2\n");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
