@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "ferrolb-controller", version, about = "Assigns external IPs to LoadBalancer Services")]
+#[command(
+    name = "ferrolb-controller",
+    version,
+    about = "Assigns external IPs to LoadBalancer Services"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

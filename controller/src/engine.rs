@@ -36,13 +36,28 @@ pub enum EventType {
 pub enum Action {
     /// Write `status.loadBalancer.ingress` = `ips` (in order) and the annotation
     /// `ferrolb.io/ip-allocated-from-pool: pool`.
-    SetServiceStatus { key: ServiceKey, ips: Vec<IpAddr>, pool: String },
+    SetServiceStatus {
+        key: ServiceKey,
+        ips: Vec<IpAddr>,
+        pool: String,
+    },
     /// Empty `status.loadBalancer` and remove the pool annotation.
     ClearServiceStatus { key: ServiceKey },
     /// Record an Event on an object (`namespace` is the object's own).
-    Event { kind: Kind, namespace: String, name: String, type_: EventType, reason: String, message: String },
+    Event {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        type_: EventType,
+        reason: String,
+        message: String,
+    },
     /// Replace a pool's status (counts and conditions).
-    SetPoolStatus { namespace: String, name: String, status: IPAddressPoolStatus },
+    SetPoolStatus {
+        namespace: String,
+        name: String,
+        status: IPAddressPoolStatus,
+    },
 }
 
 /// What the engine decided for one Service, for the planner and logs.
@@ -97,7 +112,14 @@ struct PoolEntry {
     problem: Option<Problem>,
 }
 
-fn event(kind: Kind, namespace: &str, name: &str, type_: EventType, reason: &str, message: impl Into<String>) -> Action {
+fn event(
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    type_: EventType,
+    reason: &str,
+    message: impl Into<String>,
+) -> Action {
     Action::Event {
         kind,
         namespace: namespace.into(),
@@ -108,12 +130,27 @@ fn event(kind: Kind, namespace: &str, name: &str, type_: EventType, reason: &str
     }
 }
 
-fn svc_event(key: &ServiceKey, type_: EventType, reason: &str, message: impl Into<String>) -> Action {
-    event(Kind::Service, &key.namespace, &key.name, type_, reason, message)
+fn svc_event(
+    key: &ServiceKey,
+    type_: EventType,
+    reason: &str,
+    message: impl Into<String>,
+) -> Action {
+    event(
+        Kind::Service,
+        &key.namespace,
+        &key.name,
+        type_,
+        reason,
+        message,
+    )
 }
 
 fn list(ips: &[IpAddr]) -> String {
-    ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a Service's status and annotation say now.
@@ -123,9 +160,16 @@ fn observed(svc: &Service) -> (Vec<IpAddr>, Option<String>) {
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
-        .map(|ing| ing.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
+        .map(|ing| {
+            ing.iter()
+                .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
-    let pool = svc.annotations().get(annotations::IP_ALLOCATED_FROM_POOL).cloned();
+    let pool = svc
+        .annotations()
+        .get(annotations::IP_ALLOCATED_FROM_POOL)
+        .cloned();
     (ips, pool)
 }
 
@@ -154,11 +198,28 @@ impl Engine {
             let namespace = p.namespace().unwrap_or_default();
             let problem = check.problems.iter().find(|x| x.name == name).cloned();
             let before = self.pools.get(&name).and_then(|e| e.problem.as_ref());
-            if let Some(pr) = problem.as_ref().filter(|pr| before.map(|b| &b.message) != Some(&pr.message)) {
-                actions.push(event(Kind::IPAddressPool, &namespace, &name, EventType::Warning, pr.reason, &pr.message));
+            if let Some(pr) = problem
+                .as_ref()
+                .filter(|pr| before.map(|b| &b.message) != Some(&pr.message))
+            {
+                actions.push(event(
+                    Kind::IPAddressPool,
+                    &namespace,
+                    &name,
+                    EventType::Warning,
+                    pr.reason,
+                    &pr.message,
+                ));
             }
             let parsed = check.valid.get(&name).cloned();
-            entries.insert(name, PoolEntry { namespace, parsed, problem });
+            entries.insert(
+                name,
+                PoolEntry {
+                    namespace,
+                    parsed,
+                    problem,
+                },
+            );
         }
         self.pools = entries;
         // Dropped assignments need no action here: their Services still show the old
@@ -181,7 +242,12 @@ impl Engine {
         let (ips, pool) = observed(svc);
         if !ips.is_empty() && (held || pool.is_some()) {
             actions.push(Action::ClearServiceStatus { key: key.clone() });
-            actions.push(svc_event(key, EventType::Normal, "ClearAssignment", format!("{why}: released {}", list(&ips))));
+            actions.push(svc_event(
+                key,
+                EventType::Normal,
+                "ClearAssignment",
+                format!("{why}: released {}", list(&ips)),
+            ));
         } else if pool.is_some() {
             actions.push(Action::ClearServiceStatus { key: key.clone() });
         }
@@ -191,14 +257,27 @@ impl Engine {
     /// A Service was added or changed.
     pub fn service(&mut self, svc: &Service) -> (Decision, Vec<Action>) {
         let key = model::service_key(svc);
-        let mut decision = Decision { key: key.clone(), ips: Vec::new(), pool: None, error: None };
+        let mut decision = Decision {
+            key: key.clone(),
+            ips: Vec::new(),
+            pool: None,
+            error: None,
+        };
         if !model::is_handled(svc, self.config.lb_class.as_deref()) {
             self.seen.remove(&key);
-            let actions = self.forget(&key, svc, "not a LoadBalancer Service of this controller's class");
+            let actions = self.forget(
+                &key,
+                svc,
+                "not a LoadBalancer Service of this controller's class",
+            );
             return (decision, actions);
         }
         let empty = BTreeMap::new();
-        let ns_labels = self.namespaces.get(&key.namespace).unwrap_or(&empty).clone();
+        let ns_labels = self
+            .namespaces
+            .get(&key.namespace)
+            .unwrap_or(&empty)
+            .clone();
         let request = match model::service_request(svc, &ns_labels) {
             Ok(Some(r)) => r,
             Ok(None) => {
@@ -231,7 +310,11 @@ impl Engine {
             Ok(outcome) => {
                 let Assignment { pool, ips } = outcome.assignment;
                 if status_ips != ips || status_pool.as_deref() != Some(pool.as_str()) {
-                    actions.push(Action::SetServiceStatus { key: key.clone(), ips: ips.clone(), pool: pool.clone() });
+                    actions.push(Action::SetServiceStatus {
+                        key: key.clone(),
+                        ips: ips.clone(),
+                        pool: pool.clone(),
+                    });
                 }
                 match outcome.change {
                     Change::Unchanged => {}
@@ -259,14 +342,22 @@ impl Engine {
                         &key,
                         EventType::Normal,
                         "IPAllocated",
-                        format!("Assigned additional IP, now [{}] from pool {pool}", list(&ips)),
+                        format!(
+                            "Assigned additional IP, now [{}] from pool {pool}",
+                            list(&ips)
+                        ),
                     )),
                 }
                 let seen = self.seen.entry(key.clone()).or_default();
                 seen.error = None;
                 let note = (!outcome.notes.is_empty()).then(|| outcome.notes.join("; "));
                 if note.is_some() && note != seen.note {
-                    actions.push(svc_event(&key, EventType::Normal, "AdditionalAssignFailed", note.clone().unwrap_or_default()));
+                    actions.push(svc_event(
+                        &key,
+                        EventType::Normal,
+                        "AdditionalAssignFailed",
+                        note.clone().unwrap_or_default(),
+                    ));
                 }
                 seen.note = note;
                 self.outside.remove(&key);
@@ -278,8 +369,10 @@ impl Engine {
                 // Addresses stranded by a pool edit stay on the Service until a valid
                 // replacement exists: taking them away would cut traffic for nothing
                 // better. The pool's AddressesInUseOutsidePool condition says so.
-                let stranded =
-                    !status_ips.is_empty() && status_ips.iter().all(|ip| self.allocator.pool_of(ip).is_none());
+                let stranded = !status_ips.is_empty()
+                    && status_ips
+                        .iter()
+                        .all(|ip| self.allocator.pool_of(ip).is_none());
                 if !stranded {
                     actions.extend(self.forget(&key, svc, "its addresses no longer satisfy it"));
                 }
@@ -303,8 +396,14 @@ impl Engine {
     /// contain them, for that pool's `AddressesInUseOutsidePool` condition.
     fn track_outside(&mut self, key: &ServiceKey, ips: &[IpAddr], pool: Option<&str>) {
         let Some(pool) = pool else { return };
-        let Some(parsed) = self.pools.get(pool).and_then(|p| p.parsed.as_ref()) else { return };
-        let out: Vec<IpAddr> = ips.iter().filter(|ip| !parsed.contains(ip)).copied().collect();
+        let Some(parsed) = self.pools.get(pool).and_then(|p| p.parsed.as_ref()) else {
+            return;
+        };
+        let out: Vec<IpAddr> = ips
+            .iter()
+            .filter(|ip| !parsed.contains(ip))
+            .copied()
+            .collect();
         if out.is_empty() {
             self.outside.remove(key);
         } else {
@@ -327,7 +426,12 @@ impl Engine {
     /// ending with pool status writes.
     pub fn resync(&mut self, services: &[Service]) -> (Vec<Decision>, Vec<Action>) {
         let present: BTreeSet<ServiceKey> = services.iter().map(model::service_key).collect();
-        let gone: Vec<ServiceKey> = self.seen.keys().filter(|k| !present.contains(k)).cloned().collect();
+        let gone: Vec<ServiceKey> = self
+            .seen
+            .keys()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
         for key in gone {
             self.allocator.release(&key);
             self.seen.remove(&key);
@@ -356,8 +460,18 @@ impl Engine {
         let sat = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
         let mut conditions = Vec::new();
         match &entry.problem {
-            None => conditions.push(Condition::new(cond::VALID, true, "Valid", "the pool is used for allocation")),
-            Some(p) => conditions.push(Condition::new(cond::VALID, false, p.reason, p.message.clone())),
+            None => conditions.push(Condition::new(
+                cond::VALID,
+                true,
+                "Valid",
+                "the pool is used for allocation",
+            )),
+            Some(p) => conditions.push(Condition::new(
+                cond::VALID,
+                false,
+                p.reason,
+                p.message.clone(),
+            )),
         }
         let overlapping = entry.problem.as_ref().filter(|p| p.reason == "Overlapping");
         conditions.push(match overlapping {
@@ -377,7 +491,10 @@ impl Engine {
                 cond::ADDRESSES_IN_USE_OUTSIDE_POOL,
                 true,
                 "AddressesLeftPool",
-                format!("services hold addresses this pool no longer contains: {}", outside.join(", ")),
+                format!(
+                    "services hold addresses this pool no longer contains: {}",
+                    outside.join(", ")
+                ),
             )
         });
         Some(IPAddressPoolStatus {
@@ -394,13 +511,23 @@ impl Engine {
         let mut actions = Vec::new();
         let names: Vec<String> = self.pools.keys().cloned().collect();
         for name in names {
-            let Some(status) = self.pool_status(&name) else { continue };
+            let Some(status) = self.pool_status(&name) else {
+                continue;
+            };
             if self.reported.get(&name) == Some(&status) {
                 continue;
             }
-            let namespace = self.pools.get(&name).map(|e| e.namespace.clone()).unwrap_or_default();
+            let namespace = self
+                .pools
+                .get(&name)
+                .map(|e| e.namespace.clone())
+                .unwrap_or_default();
             self.reported.insert(name.clone(), status.clone());
-            actions.push(Action::SetPoolStatus { namespace, name, status });
+            actions.push(Action::SetPoolStatus {
+                namespace,
+                name,
+                status,
+            });
         }
         self.reported.retain(|n, _| self.pools.contains_key(n));
         actions
@@ -410,14 +537,21 @@ impl Engine {
     pub fn pool_usage(&self) -> Vec<PoolUsage> {
         let mut out = Vec::new();
         for (name, entry) in &self.pools {
-            let Some(parsed) = &entry.parsed else { continue };
+            let Some(parsed) = &entry.parsed else {
+                continue;
+            };
             let stats = self.allocator.pool_stats(name).unwrap_or_default();
             for family in parsed.families() {
                 let (in_use, available) = match family {
                     Family::V4 => (stats.assigned_v4, stats.available_v4),
                     Family::V6 => (stats.assigned_v6, stats.available_v6),
                 };
-                out.push(PoolUsage { pool: name.clone(), family, total: in_use.saturating_add(available), in_use });
+                out.push(PoolUsage {
+                    pool: name.clone(),
+                    family,
+                    total: in_use.saturating_add(available),
+                    in_use,
+                });
             }
         }
         out
@@ -449,13 +583,18 @@ mod tests {
     }
 
     fn svc(name: &str, status_ip: Option<&str>, pool_ann: Option<&str>) -> Service {
-        let mut yaml = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: app\n");
+        let mut yaml =
+            format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: app\n");
         if let Some(p) = pool_ann {
-            yaml.push_str(&format!("  annotations: {{ferrolb.io/ip-allocated-from-pool: {p}}}\n"));
+            yaml.push_str(&format!(
+                "  annotations: {{ferrolb.io/ip-allocated-from-pool: {p}}}\n"
+            ));
         }
         yaml.push_str("spec: {type: LoadBalancer, clusterIPs: [10.96.0.1], ports: [{port: 80}]}\n");
         if let Some(ip) = status_ip {
-            yaml.push_str(&format!("status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"));
+            yaml.push_str(&format!(
+                "status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"
+            ));
         }
         serde_saphyr::from_str(&yaml).unwrap()
     }
@@ -492,14 +631,26 @@ mod tests {
     #[test]
     fn restart_keeps_addresses_and_writes_nothing() {
         let pools = [pool("p", &["198.51.100.0/30"])];
-        let services = [svc("b", None, None), svc("a", Some("198.51.100.2"), Some("p"))];
+        let services = [
+            svc("b", None, None),
+            svc("a", Some("198.51.100.2"), Some("p")),
+        ];
         let mut e = engine(&pools);
         let (decisions, actions) = e.resync(&services);
         // `a` is processed first and keeps .2; `b` gets the first free address.
         assert_eq!(decisions[0].key.name, "a");
-        assert_eq!(decisions[0].ips, vec!["198.51.100.2".parse::<IpAddr>().unwrap()]);
-        assert_eq!(decisions[1].ips, vec!["198.51.100.0".parse::<IpAddr>().unwrap()]);
-        assert_eq!(reasons(&actions), ["status 198.51.100.0", "IPAllocated", "pool p"]);
+        assert_eq!(
+            decisions[0].ips,
+            vec!["198.51.100.2".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            decisions[1].ips,
+            vec!["198.51.100.0".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            reasons(&actions),
+            ["status 198.51.100.0", "IPAllocated", "pool p"]
+        );
     }
 
     #[test]
@@ -507,7 +658,13 @@ mod tests {
         let mut e = engine(&[pool("p", &["198.51.100.1/32"])]);
         e.service(&svc("first", None, None));
         let (d, a) = e.service(&svc("second", None, None));
-        assert!(d.error.as_deref().unwrap_or_default().contains("198.51.100") || d.error.is_some());
+        assert!(
+            d.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("198.51.100")
+                || d.error.is_some()
+        );
         assert_eq!(reasons(&a), ["AllocationFailed"]);
         let (_, a) = e.service(&svc("second", None, None));
         assert!(a.is_empty(), "the same failure is not repeated: {a:?}");
@@ -519,11 +676,20 @@ mod tests {
         e.service(&svc("web", None, None));
         e.set_pools(&[pool("p", &["198.51.100.8/30"])]);
         let (decisions, actions) = e.resync(&[svc("web", Some("198.51.100.0"), Some("p"))]);
-        assert_eq!(decisions[0].ips, vec!["198.51.100.8".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            decisions[0].ips,
+            vec!["198.51.100.8".parse::<IpAddr>().unwrap()]
+        );
         let r = reasons(&actions);
-        assert_eq!(&r[..3], ["status 198.51.100.8", "ClearAssignment", "IPAllocated"], "{r:?}");
+        assert_eq!(
+            &r[..3],
+            ["status 198.51.100.8", "ClearAssignment", "IPAllocated"],
+            "{r:?}"
+        );
         let moved = actions.iter().find_map(|a| match a {
-            Action::Event { reason, message, .. } if reason == "ClearAssignment" => Some(message.clone()),
+            Action::Event {
+                reason, message, ..
+            } if reason == "ClearAssignment" => Some(message.clone()),
             _ => None,
         });
         assert!(moved.unwrap_or_default().contains("198.51.100.0"));
@@ -536,9 +702,18 @@ mod tests {
         let mut e = Engine::new(EngineConfig::default());
         let a = e.set_pools(&[bad.clone(), pool("good", &["203.0.113.0/30"])]);
         assert_eq!(reasons(&a), ["InvalidAddress"]);
-        assert!(e.set_pools(&[bad, pool("good", &["203.0.113.0/30"])]).is_empty(), "reported once");
+        assert!(
+            e.set_pools(&[bad, pool("good", &["203.0.113.0/30"])])
+                .is_empty(),
+            "reported once"
+        );
         let status = e.pool_status("bad").unwrap();
-        assert!(status.conditions.iter().any(|c| c.type_ == "Valid" && !c.is_true()));
+        assert!(
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Valid" && !c.is_true())
+        );
         let (d, _) = e.service(&svc("web", None, None));
         assert_eq!(d.pool.as_deref(), Some("good"));
         let good = e.pool_status("good").unwrap();
@@ -556,14 +731,22 @@ mod tests {
         let (_, a) = e.service(&s);
         assert_eq!(reasons(&a), ["clear", "ClearAssignment"]);
         let (d, _) = e.service(&svc("other", None, None));
-        assert_eq!(d.ips, vec!["198.51.100.0".parse::<IpAddr>().unwrap()], "address reused");
+        assert_eq!(
+            d.ips,
+            vec!["198.51.100.0".parse::<IpAddr>().unwrap()],
+            "address reused"
+        );
     }
 
     #[test]
     fn metallb_annotation_earns_one_hint() {
-        let mut e = engine(&[pool("p", &["198.51.100.0/30"]), pool("q", &["203.0.113.0/30"])]);
+        let mut e = engine(&[
+            pool("p", &["198.51.100.0/30"]),
+            pool("q", &["203.0.113.0/30"]),
+        ]);
         let mut s = svc("web", None, None);
-        s.metadata.annotations = Some([("metallb.io/address-pool".to_string(), "q".to_string())].into());
+        s.metadata.annotations =
+            Some([("metallb.io/address-pool".to_string(), "q".to_string())].into());
         let (d, a) = e.service(&s);
         assert_eq!(d.pool.as_deref(), Some("q"));
         assert!(reasons(&a).contains(&"DeprecatedAnnotation".to_string()));
@@ -580,9 +763,17 @@ mod tests {
         full.service(&svc("fill", None, None));
         let (d, a) = full.service(&svc("stale", Some("198.51.100.7"), Some("p")));
         assert!(d.error.is_some());
-        assert_eq!(reasons(&a), ["AllocationFailed"], "the stranded address is not taken away");
+        assert_eq!(
+            reasons(&a),
+            ["AllocationFailed"],
+            "the stranded address is not taken away"
+        );
         let status = full.pool_status("p").unwrap();
-        let c = status.conditions.iter().find(|c| c.type_ == "AddressesInUseOutsidePool").unwrap();
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "AddressesInUseOutsidePool")
+            .unwrap();
         assert!(c.is_true(), "{c:?}");
         assert!(c.message.contains("app/stale"));
     }

@@ -9,7 +9,9 @@ use ferrolb_crds::addresses::Family;
 use ferrolb_crds::annotations::{self, Found};
 use ferrolb_crds::selector::Selectors;
 use ferrolb_crds::validate::PoolCheck;
-use ferrolb_crds::{BGPAdvertisement, BGPPeer, BFDProfile, Community, IPAddressPool, L2Advertisement};
+use ferrolb_crds::{
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
+};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::ResourceExt;
 use serde_json::Value;
@@ -35,7 +37,12 @@ pub enum LoadError {
     #[error("{origin}: not valid YAML: {message}")]
     Yaml { origin: String, message: String },
     #[error("{origin}: {kind} {name:?}: {message}")]
-    Object { origin: String, kind: String, name: String, message: String },
+    Object {
+        origin: String,
+        kind: String,
+        name: String,
+        message: String,
+    },
 }
 
 impl Inputs {
@@ -44,8 +51,10 @@ impl Inputs {
     /// `List` documents are expanded. MetalLB's `metallb.io/v1beta1` IPAddressPools are
     /// read as FerroLB's, so a MetalLB configuration can be previewed unchanged.
     pub fn parse(&mut self, text: &str, origin: &str) -> Result<(), LoadError> {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(text)
-            .map_err(|e| LoadError::Yaml { origin: origin.into(), message: one_line(&e.to_string()) })?;
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| LoadError::Yaml {
+            origin: origin.into(),
+            message: one_line(&e.to_string()),
+        })?;
         for doc in docs {
             self.add(doc, origin)?;
         }
@@ -56,8 +65,16 @@ impl Inputs {
         if doc.is_null() {
             return Ok(());
         }
-        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-        let api = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+        let kind = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let api = doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let (group, _version) = api.rsplit_once('/').unwrap_or(("", api.as_str()));
         if kind == "List" {
             if let Some(Value::Array(items)) = doc.get("items") {
@@ -67,7 +84,11 @@ impl Inputs {
             }
             return Ok(());
         }
-        let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let err = |message: String| LoadError::Object {
             origin: origin.into(),
             kind: kind.clone(),
@@ -76,17 +97,26 @@ impl Inputs {
         };
         fn typed<T: serde::de::DeserializeOwned>(mut doc: Value) -> Result<T, String> {
             if let Some(m) = doc.as_object_mut() {
-                m.insert("apiVersion".into(), Value::String("ferrolb.io/v1beta1".into()));
+                m.insert(
+                    "apiVersion".into(),
+                    Value::String("ferrolb.io/v1beta1".into()),
+                );
             }
             serde_json::from_value(doc).map_err(|e| e.to_string())
         }
         let ours = group == ferrolb_crds::GROUP || group == ferrolb_crds::METALLB_GROUP;
         match (group, kind.as_str()) {
-            ("", "Service") => self.services.push(serde_json::from_value(doc).map_err(|e| err(e.to_string()))?),
-            ("", "Namespace") => self.namespaces.push(serde_json::from_value(doc).map_err(|e| err(e.to_string()))?),
+            ("", "Service") => self
+                .services
+                .push(serde_json::from_value(doc).map_err(|e| err(e.to_string()))?),
+            ("", "Namespace") => self
+                .namespaces
+                .push(serde_json::from_value(doc).map_err(|e| err(e.to_string()))?),
             (_, "IPAddressPool") if ours => self.pools.push(typed(doc).map_err(err)?),
             (_, "L2Advertisement") if ours => self.l2_advertisements.push(typed(doc).map_err(err)?),
-            (_, "BGPAdvertisement") if ours => self.bgp_advertisements.push(typed(doc).map_err(err)?),
+            (_, "BGPAdvertisement") if ours => {
+                self.bgp_advertisements.push(typed(doc).map_err(err)?)
+            }
             (_, "BGPPeer") if ours => self.bgp_peers.push(typed(doc).map_err(err)?),
             (_, "Community") if ours => self.communities.push(typed(doc).map_err(err)?),
             (_, "BFDProfile") if ours => self.bfd_profiles.push(typed(doc).map_err(err)?),
@@ -98,7 +128,11 @@ impl Inputs {
     /// Labels of every namespace given, plus an empty entry for namespaces that
     /// Services use but no Namespace object describes.
     pub fn namespace_labels(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        let mut out: BTreeMap<_, _> = self.namespaces.iter().map(|n| (n.name_any(), n.labels().clone())).collect();
+        let mut out: BTreeMap<_, _> = self
+            .namespaces
+            .iter()
+            .map(|n| (n.name_any(), n.labels().clone()))
+            .collect();
         for s in &self.services {
             out.entry(service_key(s).namespace).or_default();
         }
@@ -112,7 +146,10 @@ fn one_line(s: &str) -> String {
 
 /// The key of a Service; a Service without a namespace is in `default`.
 pub fn service_key(svc: &Service) -> ServiceKey {
-    ServiceKey { namespace: svc.namespace().unwrap_or_else(|| "default".into()), name: svc.name_any() }
+    ServiceKey {
+        namespace: svc.namespace().unwrap_or_else(|| "default".into()),
+        name: svc.name_any(),
+    }
 }
 
 /// The allocator's view of the valid pools.
@@ -184,7 +221,11 @@ pub fn service_request(
     let spec = svc.spec.clone().unwrap_or_default();
     let mut aliases = Vec::new();
     let mut read = |key: &str| -> Option<String> {
-        let Found { value, key: found, alias } = annotations::lookup(ann, key)?;
+        let Found {
+            value,
+            key: found,
+            alias,
+        } = annotations::lookup(ann, key)?;
         if alias {
             aliases.push((found, key.to_string()));
         }
@@ -194,11 +235,20 @@ pub fn service_request(
     let sharing_key = read(annotations::ALLOW_SHARED_IP).filter(|k| !k.is_empty());
     let requested_ann = read(annotations::LOAD_BALANCER_IPS);
 
-    let Some(families) = families(&spec)? else { return Ok(None) };
+    let Some(families) = families(&spec)? else {
+        return Ok(None);
+    };
 
-    let spec_ip = spec.load_balancer_ip.clone().filter(|s| !s.trim().is_empty());
+    let spec_ip = spec
+        .load_balancer_ip
+        .clone()
+        .filter(|s| !s.trim().is_empty());
     let requested_ips = match (spec_ip, requested_ann.filter(|s| !s.is_empty())) {
-        (Some(_), Some(_)) => return Err(RequestError::BothRequests(annotations::LOAD_BALANCER_IPS.into())),
+        (Some(_), Some(_)) => {
+            return Err(RequestError::BothRequests(
+                annotations::LOAD_BALANCER_IPS.into(),
+            ));
+        }
         (Some(ip), None) => parse_ips("spec.loadBalancerIP", &ip)?,
         (None, Some(list)) => parse_ips(annotations::LOAD_BALANCER_IPS, &list)?,
         (None, None) => Vec::new(),
@@ -208,7 +258,12 @@ pub fn service_request(
     let backend_key = if spec.external_traffic_policy.as_deref() == Some("Local") {
         spec.selector
             .as_ref()
-            .map(|s| s.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+            .map(|s| {
+                s.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .unwrap_or_default()
     } else {
         String::new()
@@ -229,7 +284,11 @@ pub fn service_request(
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
-        .map(|ing| ing.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
+        .map(|ing| {
+            ing.iter()
+                .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     Ok(Some(Request {
         request: ServiceRequest {
@@ -258,7 +317,9 @@ fn parse_family(s: &str) -> Result<Family, RequestError> {
 
 /// Families from `spec.clusterIPs` when the API server filled them, else from
 /// `spec.ipFamilies` / `ipFamilyPolicy` (hand-written manifests given to the planner).
-fn families(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> Result<Option<Families>, RequestError> {
+fn families(
+    spec: &k8s_openapi::api::core::v1::ServiceSpec,
+) -> Result<Option<Families>, RequestError> {
     let cluster_ips: Vec<IpAddr> = match (&spec.cluster_ips, &spec.cluster_ip) {
         (Some(ips), _) if !ips.is_empty() => ips.iter().filter_map(|i| i.parse().ok()).collect(),
         (_, Some(ip)) => ip.parse().ok().into_iter().collect(),
@@ -268,13 +329,28 @@ fn families(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> Result<Option<Fam
     if headless {
         return Ok(None);
     }
-    let declared: Vec<Family> = spec.ip_families.iter().flatten().map(|f| parse_family(f)).collect::<Result<_, _>>()?;
-    let primary = cluster_ips.first().map(Family::of).or(declared.first().copied()).unwrap_or(Family::V4);
-    let known = if cluster_ips.is_empty() { declared.len() } else { cluster_ips.len() };
+    let declared: Vec<Family> = spec
+        .ip_families
+        .iter()
+        .flatten()
+        .map(|f| parse_family(f))
+        .collect::<Result<_, _>>()?;
+    let primary = cluster_ips
+        .first()
+        .map(Family::of)
+        .or(declared.first().copied())
+        .unwrap_or(Family::V4);
+    let known = if cluster_ips.is_empty() {
+        declared.len()
+    } else {
+        cluster_ips.len()
+    };
     let policy = spec.ip_family_policy.as_deref().unwrap_or("SingleStack");
     Ok(Some(match policy {
         "SingleStack" => Families::Single(primary),
-        "PreferDualStack" if !cluster_ips.is_empty() && cluster_ips.len() < 2 => Families::Single(primary),
+        "PreferDualStack" if !cluster_ips.is_empty() && cluster_ips.len() < 2 => {
+            Families::Single(primary)
+        }
         "PreferDualStack" => Families::PreferDual { primary },
         "RequireDualStack" if !cluster_ips.is_empty() && known < 2 => {
             return Err(RequestError::NotEnoughClusterIps(known));
@@ -289,17 +365,32 @@ fn parse_ips(key: &str, list: &str) -> Result<Vec<IpAddr>, RequestError> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<IpAddr>().map_err(|_| RequestError::BadIp { key: key.into(), value: s.into() }))
+        .map(|s| {
+            s.parse::<IpAddr>().map_err(|_| RequestError::BadIp {
+                key: key.into(),
+                value: s.into(),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     match ips.as_slice() {
-        [a, b] if Family::of(a) == Family::of(b) => Err(RequestError::SameFamily { key: key.into() }),
-        [_, _, _, ..] => Err(RequestError::TooManyIps { key: key.into(), count: ips.len() }),
+        [a, b] if Family::of(a) == Family::of(b) => {
+            Err(RequestError::SameFamily { key: key.into() })
+        }
+        [_, _, _, ..] => Err(RequestError::TooManyIps {
+            key: key.into(),
+            count: ips.len(),
+        }),
         _ => Ok(ips),
     }
 }
 
 fn check_requested_families(ips: &[IpAddr], families: Families) -> Result<(), RequestError> {
-    let describe = |ips: &[IpAddr]| ips.iter().map(|i| format!("{} {i}", Family::of(i))).collect::<Vec<_>>().join(" and ");
+    let describe = |ips: &[IpAddr]| {
+        ips.iter()
+            .map(|i| format!("{} {i}", Family::of(i)))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
     let ok = match (ips, families) {
         ([], _) => true,
         ([ip], Families::Single(f)) => Family::of(ip) == f,
@@ -315,7 +406,10 @@ fn check_requested_families(ips: &[IpAddr], families: Families) -> Result<(), Re
         Families::PreferDual { .. } => "PreferDualStack".into(),
         Families::RequireDual => "RequireDualStack (one IPv4 and one IPv6 needed)".into(),
     };
-    Err(RequestError::WrongFamily { requested: describe(ips), wanted })
+    Err(RequestError::WrongFamily {
+        requested: describe(ips),
+        wanted,
+    })
 }
 
 #[cfg(test)]
@@ -334,7 +428,11 @@ mod tests {
 
     #[test]
     fn families_from_cluster_ips_and_policy() {
-        let r = req(&format!("{BASE}spec: {{type: LoadBalancer, clusterIPs: ['fd00::1']}}")).unwrap().unwrap();
+        let r = req(&format!(
+            "{BASE}spec: {{type: LoadBalancer, clusterIPs: ['fd00::1']}}"
+        ))
+        .unwrap()
+        .unwrap();
         assert_eq!(r.request.families, Families::Single(Family::V6));
         let r = req(&format!(
             "{BASE}spec: {{type: LoadBalancer, ipFamilyPolicy: RequireDualStack, clusterIPs: ['10.0.0.1', 'fd00::1']}}"
@@ -342,13 +440,26 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(r.request.families, Families::RequireDual);
-        let e = req(&format!("{BASE}spec: {{type: LoadBalancer, ipFamilyPolicy: RequireDualStack, clusterIPs: ['10.0.0.1']}}"));
+        let e = req(&format!(
+            "{BASE}spec: {{type: LoadBalancer, ipFamilyPolicy: RequireDualStack, clusterIPs: ['10.0.0.1']}}"
+        ));
         assert_eq!(e.err(), Some(RequestError::NotEnoughClusterIps(1)));
         let r = req(&format!("{BASE}spec: {{type: LoadBalancer, ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv6, IPv4]}}"))
             .unwrap()
             .unwrap();
-        assert_eq!(r.request.families, Families::PreferDual { primary: Family::V6 });
-        assert!(req(&format!("{BASE}spec: {{type: LoadBalancer, clusterIP: None}}")).unwrap().is_none());
+        assert_eq!(
+            r.request.families,
+            Families::PreferDual {
+                primary: Family::V6
+            }
+        );
+        assert!(
+            req(&format!(
+                "{BASE}spec: {{type: LoadBalancer, clusterIP: None}}"
+            ))
+            .unwrap()
+            .is_none()
+        );
     }
 
     #[test]
@@ -358,18 +469,30 @@ mod tests {
         ))
         .unwrap()
         .unwrap();
-        assert_eq!(r.request.requested_ips, vec!["198.51.100.5".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            r.request.requested_ips,
+            vec!["198.51.100.5".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(r.request.sharing_key.as_deref(), Some("k"));
         assert_eq!(r.aliases.len(), 2);
         let e = req(&format!(
             "{BASE}  annotations: {{ferrolb.io/loadBalancerIPs: '198.51.100.5'}}\nspec: {{type: LoadBalancer, loadBalancerIP: 198.51.100.6}}"
         ));
         assert!(matches!(e, Err(RequestError::BothRequests(_))));
-        let e = req(&format!("{BASE}  annotations: {{ferrolb.io/loadBalancerIPs: '198.51.100.5,198.51.100.6'}}\nspec: {{type: LoadBalancer}}"));
+        let e = req(&format!(
+            "{BASE}  annotations: {{ferrolb.io/loadBalancerIPs: '198.51.100.5,198.51.100.6'}}\nspec: {{type: LoadBalancer}}"
+        ));
         assert!(matches!(e, Err(RequestError::SameFamily { .. })));
-        let e = req(&format!("{BASE}  annotations: {{ferrolb.io/loadBalancerIPs: 'banana'}}\nspec: {{type: LoadBalancer}}"));
-        assert_eq!(e.err().unwrap().to_string(), "ferrolb.io/loadBalancerIPs: \"banana\" is not an IP address");
-        let e = req(&format!("{BASE}spec: {{type: LoadBalancer, loadBalancerIP: '2001:db8::5'}}"));
+        let e = req(&format!(
+            "{BASE}  annotations: {{ferrolb.io/loadBalancerIPs: 'banana'}}\nspec: {{type: LoadBalancer}}"
+        ));
+        assert_eq!(
+            e.err().unwrap().to_string(),
+            "ferrolb.io/loadBalancerIPs: \"banana\" is not an IP address"
+        );
+        let e = req(&format!(
+            "{BASE}spec: {{type: LoadBalancer, loadBalancerIP: '2001:db8::5'}}"
+        ));
         assert!(matches!(e, Err(RequestError::WrongFamily { .. })));
     }
 
@@ -381,15 +504,32 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(r.request.backend_key, "a=1,b=2");
-        assert_eq!(r.request.ports, vec![Port { protocol: "UDP".into(), port: 53 }, Port { protocol: "TCP".into(), port: 80 }]);
+        assert_eq!(
+            r.request.ports,
+            vec![
+                Port {
+                    protocol: "UDP".into(),
+                    port: 53
+                },
+                Port {
+                    protocol: "TCP".into(),
+                    port: 80
+                }
+            ]
+        );
     }
 
     #[test]
     fn class_filter() {
-        let s = svc(&format!("{BASE}spec: {{type: LoadBalancer, loadBalancerClass: ferrolb.io/lb}}"));
+        let s = svc(&format!(
+            "{BASE}spec: {{type: LoadBalancer, loadBalancerClass: ferrolb.io/lb}}"
+        ));
         assert!(!is_handled(&s, None));
         assert!(is_handled(&s, Some("ferrolb.io/lb")));
-        assert!(!is_handled(&svc(&format!("{BASE}spec: {{type: ClusterIP}}")), None));
+        assert!(!is_handled(
+            &svc(&format!("{BASE}spec: {{type: ClusterIP}}")),
+            None
+        ));
     }
 
     #[test]
@@ -407,6 +547,12 @@ mod tests {
         let e = inputs.parse("kind: IPAddressPool\napiVersion: ferrolb.io/v1beta1\nmetadata: {name: bad}\nspec: {addresses: 5}\n", "b.yaml");
         let msg = e.unwrap_err().to_string();
         assert!(msg.starts_with("b.yaml: IPAddressPool \"bad\":"), "{msg}");
-        assert!(inputs.parse("a: [", "c.yaml").unwrap_err().to_string().starts_with("c.yaml: not valid YAML"));
+        assert!(
+            inputs
+                .parse("a: [", "c.yaml")
+                .unwrap_err()
+                .to_string()
+                .starts_with("c.yaml: not valid YAML")
+        );
     }
 }

@@ -43,7 +43,10 @@ pub fn load(files: &[std::path::PathBuf]) -> Result<Inputs, PlanError> {
     let mut inputs = Inputs::default();
     for f in files {
         let path = f.display().to_string();
-        let text = std::fs::read_to_string(f).map_err(|e| PlanError::Read { path: path.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(f).map_err(|e| PlanError::Read {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         inputs.parse(&text, &path)?;
     }
     Ok(inputs)
@@ -55,19 +58,28 @@ pub fn plan(inputs: &Inputs, lb_class: Option<&str>) -> Result<Vec<Row>, PlanErr
     if let Some(p) = check.problems.first() {
         return Err(PlanError::InvalidPool(p.to_string()));
     }
-    let mut engine = Engine::new(EngineConfig { lb_class: lb_class.map(String::from) });
+    let mut engine = Engine::new(EngineConfig {
+        lb_class: lb_class.map(String::from),
+    });
     engine.set_namespaces(inputs.namespace_labels());
     engine.set_pools(&inputs.pools);
     let (decisions, actions) = engine.resync(&inputs.services);
     let mut notes: BTreeMap<ServiceKey, String> = BTreeMap::new();
     for a in actions {
-        if let Action::Event { namespace, name, reason, message, .. } = a
+        if let Action::Event {
+            namespace,
+            name,
+            reason,
+            message,
+            ..
+        } = a
             && reason == "ClearAssignment"
         {
             notes.insert(ServiceKey { namespace, name }, message);
         }
     }
-    let mut by_key: BTreeMap<ServiceKey, _> = decisions.into_iter().map(|d| (d.key.clone(), d)).collect();
+    let mut by_key: BTreeMap<ServiceKey, _> =
+        decisions.into_iter().map(|d| (d.key.clone(), d)).collect();
     Ok(inputs
         .services
         .iter()
@@ -87,17 +99,33 @@ pub fn plan(inputs: &Inputs, lb_class: Option<&str>) -> Result<Vec<Row>, PlanErr
 
 /// Renders rows as an aligned table.
 pub fn table(rows: &[Row]) -> String {
-    let mut lines = vec![["NAMESPACE", "NAME", "IPS", "POOL", "STATUS"].map(String::from).to_vec()];
+    let mut lines = vec![
+        ["NAMESPACE", "NAME", "IPS", "POOL", "STATUS"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for r in rows {
         let status = match (&r.error, &r.note) {
             (Some(e), _) => format!("pending: {e}"),
             (None, Some(n)) => format!("moved: {n}"),
             (None, None) => "ok".into(),
         };
-        let ips = if r.ips.is_empty() { "<pending>".to_string() } else { r.ips.join(",") };
-        lines.push(vec![r.namespace.clone(), r.name.clone(), ips, r.pool.clone().unwrap_or_else(|| "-".into()), status]);
+        let ips = if r.ips.is_empty() {
+            "<pending>".to_string()
+        } else {
+            r.ips.join(",")
+        };
+        lines.push(vec![
+            r.namespace.clone(),
+            r.name.clone(),
+            ips,
+            r.pool.clone().unwrap_or_else(|| "-".into()),
+            status,
+        ]);
     }
-    let widths: Vec<usize> = (0..4).map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..4)
+        .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for l in lines {
         for (i, w) in widths.iter().enumerate() {

@@ -84,10 +84,18 @@ fn plan_follows_the_allocation_rules() {
     .concat();
     let services = write(&dir, "services.yaml", &services);
     let rows = plan_json(&[pools, services]);
-    let by_name = |n: &str| rows.iter().find(|r| r["name"] == n).unwrap_or_else(|| panic!("no row {n}: {rows:?}")).clone();
+    let by_name = |n: &str| {
+        rows.iter()
+            .find(|r| r["name"] == n)
+            .unwrap_or_else(|| panic!("no row {n}: {rows:?}"))
+            .clone()
+    };
     // Exactly the documented keys, in input order, LoadBalancer Services only.
     let names: Vec<_> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["new", "old", "cart", "pinned", "asked", "ghost", "dual"]);
+    assert_eq!(
+        names,
+        ["new", "old", "cart", "pinned", "asked", "ghost", "dual"]
+    );
     for r in &rows {
         let mut keys: Vec<_> = r.as_object().unwrap().keys().cloned().collect();
         keys.sort();
@@ -95,16 +103,28 @@ fn plan_follows_the_allocation_rules() {
     }
     // The existing assignment is kept even though `new` comes first in the input; pools
     // without serviceAllocation go by name (alpha before zeta), avoidBuggyIPs skips .0.
-    assert_eq!(by_name("old"), json!({"namespace": "default", "name": "old", "ips": ["203.0.113.1"], "pool": "alpha", "error": null}));
+    assert_eq!(
+        by_name("old"),
+        json!({"namespace": "default", "name": "old", "ips": ["203.0.113.1"], "pool": "alpha", "error": null})
+    );
     assert_eq!(by_name("new")["ips"], json!(["203.0.113.2"]));
-    assert_eq!(by_name("cart"), json!({"namespace": "shop", "name": "cart", "ips": ["198.51.100.64"], "pool": "shop-only", "error": null}));
+    assert_eq!(
+        by_name("cart"),
+        json!({"namespace": "shop", "name": "cart", "ips": ["198.51.100.64"], "pool": "shop-only", "error": null})
+    );
     assert_eq!(by_name("pinned")["ips"], json!(["198.51.100.128"]));
     assert_eq!(by_name("asked")["ips"], json!(["198.51.100.129"]));
     assert_eq!(by_name("ghost")["ips"], json!([]));
     assert_eq!(by_name("ghost")["pool"], Value::Null);
-    assert!(by_name("ghost")["error"].as_str().unwrap().contains("nope"), "{rows:?}");
+    assert!(
+        by_name("ghost")["error"].as_str().unwrap().contains("nope"),
+        "{rows:?}"
+    );
     // alpha has no IPv6: the dual-stack Service goes to zeta, IPv4 first.
-    assert_eq!(by_name("dual")["ips"], json!(["198.51.100.10", "2001:db8::10"]));
+    assert_eq!(
+        by_name("dual")["ips"],
+        json!(["198.51.100.10", "2001:db8::10"])
+    );
     assert_eq!(by_name("dual")["pool"], json!("zeta"));
 }
 
@@ -112,7 +132,13 @@ fn plan_follows_the_allocation_rules() {
 fn plan_shows_moves_when_a_pool_edit_removes_an_address() {
     let dir = tempfile::tempdir().unwrap();
     let pools = write(&dir, "pools.yaml", POOLS);
-    let s = svc("default", "old", "", "", "status:\n  loadBalancer:\n    ingress: [{ip: 198.51.100.99}]\n");
+    let s = svc(
+        "default",
+        "old",
+        "",
+        "",
+        "status:\n  loadBalancer:\n    ingress: [{ip: 198.51.100.99}]\n",
+    );
     let services = write(&dir, "services.yaml", &s);
     let (code, stdout, stderr) = plan(&[pools.clone(), services.clone()], &[]);
     assert_eq!(code, 0, "{stderr}");
@@ -131,7 +157,11 @@ fn plan_reports_full_pools_per_service() {
         "pools.yaml",
         "apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: tiny}\nspec: {addresses: [198.51.100.1/32]}\n",
     );
-    let services = write(&dir, "s.yaml", &[svc("a", "one", "", "", ""), svc("a", "two", "", "", "")].concat());
+    let services = write(
+        &dir,
+        "s.yaml",
+        &[svc("a", "one", "", "", ""), svc("a", "two", "", "", "")].concat(),
+    );
     let rows = plan_json(&[pools, services]);
     assert_eq!(rows[0]["ips"], json!(["198.51.100.1"]));
     assert_eq!(rows[1]["ips"], json!([]));
@@ -151,7 +181,10 @@ fn invalid_input_exits_2_with_one_line() {
     assert_eq!(code, 2);
     assert!(stdout.is_empty());
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("broken") && stderr.contains("start is after end"), "{stderr}");
+    assert!(
+        stderr.contains("broken") && stderr.contains("start is after end"),
+        "{stderr}"
+    );
 
     let bad_yaml = write(&dir, "y.yaml", "kind: [unclosed\n");
     let (code, _, stderr) = plan(&[bad_yaml], &[]);
@@ -163,6 +196,9 @@ fn invalid_input_exits_2_with_one_line() {
     assert_eq!(code, 2);
     assert!(stderr.contains("missing.yaml"), "{stderr}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ferrolb-controller")).args(["plan", "--bogus"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrolb-controller"))
+        .args(["plan", "--bogus"])
+        .output()
+        .unwrap();
     assert_ne!(out.status.code(), Some(0));
 }

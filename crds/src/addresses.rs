@@ -59,8 +59,12 @@ impl AddrRange {
         let s = entry.trim();
         if let Some((a, b)) = s.split_once('-') {
             let (a, b) = (a.trim(), b.trim());
-            let start: IpAddr = a.parse().map_err(|_| AddressError::Malformed(entry.into()))?;
-            let end: IpAddr = b.parse().map_err(|_| AddressError::Malformed(entry.into()))?;
+            let start: IpAddr = a
+                .parse()
+                .map_err(|_| AddressError::Malformed(entry.into()))?;
+            let end: IpAddr = b
+                .parse()
+                .map_err(|_| AddressError::Malformed(entry.into()))?;
             if Family::of(&start) != Family::of(&end) {
                 return Err(AddressError::MixedFamilies(entry.into()));
             }
@@ -68,9 +72,15 @@ impl AddrRange {
             if first > last {
                 return Err(AddressError::Reversed(entry.into()));
             }
-            return Ok(AddrRange { family: Family::of(&start), first, last });
+            return Ok(AddrRange {
+                family: Family::of(&start),
+                first,
+                last,
+            });
         }
-        let net: IpNet = s.parse().map_err(|_| AddressError::Malformed(entry.into()))?;
+        let net: IpNet = s
+            .parse()
+            .map_err(|_| AddressError::Malformed(entry.into()))?;
         let net = net.trunc();
         Ok(AddrRange {
             family: Family::of(&net.network()),
@@ -103,10 +113,18 @@ impl AddrRange {
         let mut best = bits as u8;
         let mut cur = self.first;
         loop {
-            let align = if cur == 0 { bits } else { cur.trailing_zeros().min(bits) };
+            let align = if cur == 0 {
+                bits
+            } else {
+                cur.trailing_zeros().min(bits)
+            };
             let span = self.last - cur;
             // largest k with 2^k - 1 <= span and k <= align
-            let fit = if span == u128::MAX { 128 } else { 127 - (span + 1).leading_zeros() };
+            let fit = if span == u128::MAX {
+                128
+            } else {
+                127 - (span + 1).leading_zeros()
+            };
             let k = align.min(fit).min(bits);
             best = best.min((bits - k) as u8);
             let step = if k >= 128 { break } else { 1u128 << k };
@@ -182,20 +200,53 @@ mod tests {
 
     #[test]
     fn rejects_bad_entries() {
-        assert!(matches!(AddrRange::parse("198.51.100.20-198.51.100.10"), Err(AddressError::Reversed(_))));
-        assert!(matches!(AddrRange::parse("198.51.100.1-2001:db8::1"), Err(AddressError::MixedFamilies(_))));
-        assert!(matches!(AddrRange::parse("198.51.100.1"), Err(AddressError::Malformed(_))));
-        assert!(matches!(AddrRange::parse("198.51.100.0/33"), Err(AddressError::Malformed(_))));
-        assert!(matches!(AddrRange::parse("pool"), Err(AddressError::Malformed(_))));
+        assert!(matches!(
+            AddrRange::parse("198.51.100.20-198.51.100.10"),
+            Err(AddressError::Reversed(_))
+        ));
+        assert!(matches!(
+            AddrRange::parse("198.51.100.1-2001:db8::1"),
+            Err(AddressError::MixedFamilies(_))
+        ));
+        assert!(matches!(
+            AddrRange::parse("198.51.100.1"),
+            Err(AddressError::Malformed(_))
+        ));
+        assert!(matches!(
+            AddrRange::parse("198.51.100.0/33"),
+            Err(AddressError::Malformed(_))
+        ));
+        assert!(matches!(
+            AddrRange::parse("pool"),
+            Err(AddressError::Malformed(_))
+        ));
     }
 
     #[test]
     fn shortest_prefix_of_ranges() {
-        assert_eq!(AddrRange::parse("198.51.100.0/24").unwrap().shortest_prefix(), 24);
-        assert_eq!(AddrRange::parse("198.51.100.1-198.51.100.1").unwrap().shortest_prefix(), 32);
+        assert_eq!(
+            AddrRange::parse("198.51.100.0/24")
+                .unwrap()
+                .shortest_prefix(),
+            24
+        );
+        assert_eq!(
+            AddrRange::parse("198.51.100.1-198.51.100.1")
+                .unwrap()
+                .shortest_prefix(),
+            32
+        );
         // .0-.5 = /30 + /31
-        assert_eq!(AddrRange::parse("198.51.100.0-198.51.100.5").unwrap().shortest_prefix(), 30);
-        assert_eq!(AddrRange::parse("2001:db8::/64").unwrap().shortest_prefix(), 64);
+        assert_eq!(
+            AddrRange::parse("198.51.100.0-198.51.100.5")
+                .unwrap()
+                .shortest_prefix(),
+            30
+        );
+        assert_eq!(
+            AddrRange::parse("2001:db8::/64").unwrap().shortest_prefix(),
+            64
+        );
         assert_eq!(AddrRange::parse("0.0.0.0/0").unwrap().shortest_prefix(), 0);
         assert_eq!(AddrRange::parse("::/0").unwrap().shortest_prefix(), 0);
     }

@@ -30,12 +30,20 @@ pub fn lookup<'a>(
     key: &str,
 ) -> Option<Found<'a>> {
     if let Some(v) = annotations.get(key) {
-        return Some(Found { value: v, key: key.to_string(), alias: false });
+        return Some(Found {
+            value: v,
+            key: key.to_string(),
+            alias: false,
+        });
     }
     let suffix = key.strip_prefix("ferrolb.io/")?;
     METALLB_PREFIXES.iter().find_map(|p| {
         let k = format!("{p}/{suffix}");
-        annotations.get(&k).map(|v| Found { value: v, key: k, alias: true })
+        annotations.get(&k).map(|v| Found {
+            value: v,
+            key: k,
+            alias: true,
+        })
     })
 }
 
@@ -47,7 +55,10 @@ mod tests {
     #[test]
     fn ferrolb_key_wins_and_aliases_are_flagged() {
         let mut a = BTreeMap::new();
-        a.insert("metallb.universe.tf/address-pool".to_string(), "old".to_string());
+        a.insert(
+            "metallb.universe.tf/address-pool".to_string(),
+            "old".to_string(),
+        );
         let f = lookup(&a, ADDRESS_POOL).unwrap();
         assert_eq!((f.value, f.alias), ("old", true));
         a.insert("metallb.io/address-pool".to_string(), "mid".to_string());

@@ -8,13 +8,30 @@ use serde::{Deserialize, Serialize};
 #[kube(
     group = "ferrolb.io",
     version = "v1beta1",
-    kind = "BFDProfile", doc = "BFD timers for BGP sessions",
+    kind = "BFDProfile",
+    doc = "BFD timers for BGP sessions",
     namespaced,
     category = "ferrolb",
-    printcolumn(name = "Passive Mode", type_ = "boolean", json_path = ".spec.passiveMode"),
-    printcolumn(name = "Transmit Interval", type_ = "integer", json_path = ".spec.transmitInterval"),
-    printcolumn(name = "Receive Interval", type_ = "integer", json_path = ".spec.receiveInterval"),
-    printcolumn(name = "Multiplier", type_ = "integer", json_path = ".spec.detectMultiplier")
+    printcolumn(
+        name = "Passive Mode",
+        type_ = "boolean",
+        json_path = ".spec.passiveMode"
+    ),
+    printcolumn(
+        name = "Transmit Interval",
+        type_ = "integer",
+        json_path = ".spec.transmitInterval"
+    ),
+    printcolumn(
+        name = "Receive Interval",
+        type_ = "integer",
+        json_path = ".spec.receiveInterval"
+    ),
+    printcolumn(
+        name = "Multiplier",
+        type_ = "integer",
+        json_path = ".spec.detectMultiplier"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BFDProfileSpec {

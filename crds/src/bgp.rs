@@ -31,7 +31,11 @@ const SELECTORS_NEED_DEFAULT_AGGREGATION: &str = concat!(
     namespaced,
     shortname = "bgpadv",
     category = "ferrolb",
-    printcolumn(name = "IPAddressPools", type_ = "string", json_path = ".spec.ipAddressPools"),
+    printcolumn(
+        name = "IPAddressPools",
+        type_ = "string",
+        json_path = ".spec.ipAddressPools"
+    ),
     printcolumn(name = "Peers", type_ = "string", json_path = ".spec.peers")
 )]
 #[x_kube(validation = Rule::new(SELECTORS_NEED_DEFAULT_AGGREGATION).message("serviceSelectors can only be used with the default aggregation lengths (32 and 128)"))]
@@ -43,7 +47,11 @@ pub struct BGPAdvertisementSpec {
     #[schemars(range(min = 1, max = 32))]
     pub aggregation_length: Option<i32>,
     /// Prefix length IPv6 addresses are announced with (default 128).
-    #[serde(default, rename = "aggregationLengthV6", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "aggregationLengthV6",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(range(min = 1, max = 128))]
     pub aggregation_length_v6: Option<i32>,
     /// LOCAL_PREF attribute, sent to iBGP peers only.
@@ -125,7 +133,11 @@ pub struct BGPPeerSpec {
     pub peer_asn: Option<u32>,
     /// Accept whatever AS the peer announces, as long as it is (`internal`) or is not
     /// (`external`) our own.
-    #[serde(default, rename = "dynamicASN", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "dynamicASN",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dynamic_asn: Option<DynamicAsn>,
     /// The router's address.
     #[x_kube(validation = Rule::new("isIP(self)").message("peerAddress must be an IP address"))]

@@ -11,7 +11,14 @@ const VALUES_RULE: &str = concat!(
 
 /// Named community values, usable by name in `BGPAdvertisement.spec.communities`.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[kube(group = "ferrolb.io", version = "v1beta1", kind = "Community", doc = "Named BGP community values", namespaced, category = "ferrolb")]
+#[kube(
+    group = "ferrolb.io",
+    version = "v1beta1",
+    kind = "Community",
+    doc = "Named BGP community values",
+    namespaced,
+    category = "ferrolb"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct CommunitySpec {
     #[serde(default)]

@@ -12,11 +12,16 @@ pub(crate) const UNIQUE: &str = "self.all(x, self.exists_one(y, x == y))";
 #[kube(
     group = "ferrolb.io",
     version = "v1beta1",
-    kind = "L2Advertisement", doc = "Announces pools in Layer2 mode (ARP/NDP)",
+    kind = "L2Advertisement",
+    doc = "Announces pools in Layer2 mode (ARP/NDP)",
     namespaced,
     shortname = "l2adv",
     category = "ferrolb",
-    printcolumn(name = "IPAddressPools", type_ = "string", json_path = ".spec.ipAddressPools"),
+    printcolumn(
+        name = "IPAddressPools",
+        type_ = "string",
+        json_path = ".spec.ipAddressPools"
+    ),
     printcolumn(name = "Interfaces", type_ = "string", json_path = ".spec.interfaces")
 )]
 #[serde(rename_all = "camelCase")]

@@ -29,16 +29,33 @@ const V4_ORDER_RULE: &str = concat!(
 #[kube(
     group = "ferrolb.io",
     version = "v1beta1",
-    kind = "IPAddressPool", doc = "A pool of addresses FerroLB assigns to LoadBalancer Services",
+    kind = "IPAddressPool",
+    doc = "A pool of addresses FerroLB assigns to LoadBalancer Services",
     namespaced,
     status = "IPAddressPoolStatus",
     shortname = "ipp",
     category = "ferrolb",
-    printcolumn(name = "Auto Assign", type_ = "boolean", json_path = ".spec.autoAssign"),
-    printcolumn(name = "Avoid Buggy IPs", type_ = "boolean", json_path = ".spec.avoidBuggyIPs"),
+    printcolumn(
+        name = "Auto Assign",
+        type_ = "boolean",
+        json_path = ".spec.autoAssign"
+    ),
+    printcolumn(
+        name = "Avoid Buggy IPs",
+        type_ = "boolean",
+        json_path = ".spec.avoidBuggyIPs"
+    ),
     printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses"),
-    printcolumn(name = "Assigned v4", type_ = "integer", json_path = ".status.assignedIPv4"),
-    printcolumn(name = "Assigned v6", type_ = "integer", json_path = ".status.assignedIPv6")
+    printcolumn(
+        name = "Assigned v4",
+        type_ = "integer",
+        json_path = ".status.assignedIPv4"
+    ),
+    printcolumn(
+        name = "Assigned v6",
+        type_ = "integer",
+        json_path = ".status.assignedIPv6"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IPAddressPoolSpec {

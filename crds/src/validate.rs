@@ -51,26 +51,42 @@ impl ParsedPool {
 /// Parses one pool's addresses and selectors. Errors name the entry at fault.
 pub fn parse_pool(pool: &IPAddressPool) -> Result<ParsedPool, Problem> {
     let name = pool.name_any();
-    let problem = |reason, message: String| Problem { kind: "IPAddressPool", name: name.clone(), reason, message };
+    let problem = |reason, message: String| Problem {
+        kind: "IPAddressPool",
+        name: name.clone(),
+        reason,
+        message,
+    };
     if pool.spec.addresses.is_empty() {
         return Err(problem("InvalidAddress", "spec.addresses is empty".into()));
     }
     let mut ranges = Vec::with_capacity(pool.spec.addresses.len());
     for entry in &pool.spec.addresses {
-        let r = AddrRange::parse(entry).map_err(|e: AddressError| problem("InvalidAddress", e.to_string()))?;
+        let r = AddrRange::parse(entry)
+            .map_err(|e: AddressError| problem("InvalidAddress", e.to_string()))?;
         if let Some(prev) = ranges.iter().find(|p: &&AddrRange| p.overlaps(&r)) {
-            return Err(problem("InvalidAddress", format!("{entry:?} overlaps {prev} in the same pool")));
+            return Err(problem(
+                "InvalidAddress",
+                format!("{entry:?} overlaps {prev} in the same pool"),
+            ));
         }
         ranges.push(r);
     }
     if let Some(sa) = &pool.spec.service_allocation {
         let sel = |l: &[_], field: &str| {
-            Selectors::parse(l).map_err(|e: SelectorError| problem("InvalidSelector", format!("{field}: {e}")))
+            Selectors::parse(l)
+                .map_err(|e: SelectorError| problem("InvalidSelector", format!("{field}: {e}")))
         };
-        sel(&sa.namespace_selectors, "serviceAllocation.namespaceSelectors")?;
+        sel(
+            &sa.namespace_selectors,
+            "serviceAllocation.namespaceSelectors",
+        )?;
         sel(&sa.service_selectors, "serviceAllocation.serviceSelectors")?;
         if sa.priority.is_some_and(|p| p < 0) {
-            return Err(problem("InvalidPriority", "serviceAllocation.priority must not be negative".into()));
+            return Err(problem(
+                "InvalidPriority",
+                "serviceAllocation.priority must not be negative".into(),
+            ));
         }
     }
     Ok(ParsedPool { name, ranges })
@@ -105,7 +121,11 @@ pub fn check_pools<'a>(pools: impl IntoIterator<Item = &'a IPAddressPool>) -> Po
         };
         let clash = out.valid.values().find_map(|other| {
             parsed.ranges.iter().find_map(|r| {
-                other.ranges.iter().find(|o| o.overlaps(r)).map(|o| (other.name.clone(), *r, *o))
+                other
+                    .ranges
+                    .iter()
+                    .find(|o| o.overlaps(r))
+                    .map(|o| (other.name.clone(), *r, *o))
             })
         });
         match clash {
@@ -169,20 +189,37 @@ pub fn check_references(
         }
         for c in &ad.spec.communities {
             if !c.contains(':') && !aliases.contains_key(c.as_str()) {
-                problems.push(unknown("BGPAdvertisement", name.clone(), "community alias", c));
+                problems.push(unknown(
+                    "BGPAdvertisement",
+                    name.clone(),
+                    "community alias",
+                    c,
+                ));
             }
         }
         let selected: Vec<&ParsedPool> = if ad.spec.ip_address_pools.is_empty() {
             pools.valid.values().collect()
         } else {
-            ad.spec.ip_address_pools.iter().filter_map(|p| pools.valid.get(p)).collect()
+            ad.spec
+                .ip_address_pools
+                .iter()
+                .filter_map(|p| pools.valid.get(p))
+                .collect()
         };
-        for (family, len) in [(Family::V4, ad.spec.aggregation_length), (Family::V6, ad.spec.aggregation_length_v6)] {
+        for (family, len) in [
+            (Family::V4, ad.spec.aggregation_length),
+            (Family::V6, ad.spec.aggregation_length_v6),
+        ] {
             let Some(len) = len else { continue };
             for pool in &selected {
                 // As MetalLB: the aggregate may not be more specific than the pool's
                 // widest block, or addresses of that block could not be covered.
-                let widest = pool.ranges.iter().filter(|r| r.family == family).map(|r| r.shortest_prefix()).min();
+                let widest = pool
+                    .ranges
+                    .iter()
+                    .filter(|r| r.family == family)
+                    .map(|r| r.shortest_prefix())
+                    .min();
                 if let Some(widest) = widest.filter(|w| len < i32::from(*w)) {
                     problems.push(Problem {
                         kind: "BGPAdvertisement",
@@ -201,7 +238,12 @@ pub fn check_references(
 }
 
 fn unknown(kind: &'static str, name: String, what: &str, missing: &str) -> Problem {
-    Problem { kind, name, reason: "UnknownReference", message: format!("{what} {missing:?} does not exist") }
+    Problem {
+        kind,
+        name,
+        reason: "UnknownReference",
+        message: format!("{what} {missing:?} does not exist"),
+    }
 }
 
 #[cfg(test)]
@@ -215,18 +257,29 @@ mod tests {
 
     #[test]
     fn malformed_pool_is_reported_and_others_kept() {
-        let pools = [pool("a", &["198.51.100.0/28"]), pool("b", &["198.51.100.300/28"]), pool("c", &["2001:db8::/64"])];
+        let pools = [
+            pool("a", &["198.51.100.0/28"]),
+            pool("b", &["198.51.100.300/28"]),
+            pool("c", &["2001:db8::/64"]),
+        ];
         let check = check_pools(&pools);
         assert_eq!(check.valid.keys().collect::<Vec<_>>(), ["a", "c"]);
         assert_eq!(check.problems.len(), 1);
         assert_eq!(check.problems[0].name, "b");
         assert_eq!(check.problems[0].reason, "InvalidAddress");
-        assert!(check.problems[0].message.contains("198.51.100.300/28"), "{}", check.problems[0]);
+        assert!(
+            check.problems[0].message.contains("198.51.100.300/28"),
+            "{}",
+            check.problems[0]
+        );
     }
 
     #[test]
     fn overlap_keeps_first_by_name() {
-        let pools = [pool("z", &["198.51.100.10-198.51.100.20"]), pool("a", &["198.51.100.0/28"])];
+        let pools = [
+            pool("z", &["198.51.100.10-198.51.100.20"]),
+            pool("a", &["198.51.100.0/28"]),
+        ];
         let check = check_pools(&pools);
         assert!(check.valid.contains_key("a"));
         assert!(!check.valid.contains_key("z"));
@@ -236,7 +289,11 @@ mod tests {
 
     #[test]
     fn overlap_within_a_pool() {
-        let err = parse_pool(&pool("a", &["198.51.100.0/28", "198.51.100.5-198.51.100.6"])).unwrap_err();
+        let err = parse_pool(&pool(
+            "a",
+            &["198.51.100.0/28", "198.51.100.5-198.51.100.6"],
+        ))
+        .unwrap_err();
         assert!(err.message.contains("same pool"), "{err}");
     }
 
@@ -255,9 +312,16 @@ mod tests {
             },
         );
         let problems = check_references(&check, &[], &[ad], &[], &[]);
-        let reasons: Vec<_> = problems.iter().map(|p| (p.reason, p.message.as_str())).collect();
+        let reasons: Vec<_> = problems
+            .iter()
+            .map(|p| (p.reason, p.message.as_str()))
+            .collect();
         assert_eq!(problems.len(), 4, "{reasons:?}");
-        assert!(problems.iter().any(|p| p.reason == "InvalidAggregationLength"));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.reason == "InvalidAggregationLength")
+        );
         assert!(problems.iter().any(|p| p.message.contains("ghost")));
         assert!(problems.iter().any(|p| p.message.contains("r1")));
         assert!(problems.iter().any(|p| p.message.contains("no-such-alias")));

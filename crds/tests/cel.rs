@@ -8,7 +8,11 @@ use kube::core::cel::{Validator, compile_schema};
 use serde_json::{Value, json};
 
 fn schema(crd: &CustomResourceDefinition) -> Value {
-    let s = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).unwrap();
+    let s = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .unwrap();
     serde_json::to_value(s).unwrap()
 }
 
@@ -22,7 +26,10 @@ fn check(crd: &CustomResourceDefinition, spec: Value) -> Result<(), Vec<String>>
 fn rejects(crd: &CustomResourceDefinition, spec: Value, needle: &str) {
     match check(crd, spec.clone()) {
         Ok(()) => panic!("{spec} should be rejected ({needle})"),
-        Err(msgs) => assert!(msgs.iter().any(|m| m.contains(needle)), "{spec}: {msgs:?} lacks {needle:?}"),
+        Err(msgs) => assert!(
+            msgs.iter().any(|m| m.contains(needle)),
+            "{spec}: {msgs:?} lacks {needle:?}"
+        ),
     }
 }
 
@@ -31,7 +38,11 @@ fn every_rule_compiles() {
     for crd in ferrolb_crds::crds() {
         let compiled = compile_schema(&schema(&crd));
         fn walk(c: &kube::core::cel::CompiledSchema, name: &str) {
-            assert!(c.compilation_errors().is_empty(), "{name}: {:?}", c.compilation_errors());
+            assert!(
+                c.compilation_errors().is_empty(),
+                "{name}: {:?}",
+                c.compilation_errors()
+            );
             for p in c.properties.values() {
                 walk(p, name);
             }
@@ -57,9 +68,21 @@ fn pool_addresses() {
     rejects(&crd, json!({"addresses": ["198.51.100.0/33"]}), "CIDR");
     rejects(&crd, json!({"addresses": ["not-an-ip"]}), "CIDR");
     rejects(&crd, json!({"addresses": ["198.51.100.1"]}), "CIDR");
-    rejects(&crd, json!({"addresses": ["198.51.100.1-2001:db8::1"]}), "one family");
-    rejects(&crd, json!({"addresses": ["198.51.100.20-198.51.100.10"]}), "must not start after");
-    rejects(&crd, json!({"addresses": ["198.51.101.1-198.51.100.200"]}), "must not start after");
+    rejects(
+        &crd,
+        json!({"addresses": ["198.51.100.1-2001:db8::1"]}),
+        "one family",
+    );
+    rejects(
+        &crd,
+        json!({"addresses": ["198.51.100.20-198.51.100.10"]}),
+        "must not start after",
+    );
+    rejects(
+        &crd,
+        json!({"addresses": ["198.51.101.1-198.51.100.200"]}),
+        "must not start after",
+    );
     rejects(
         &crd,
         json!({"addresses": ["198.51.100.0/24"], "serviceAllocation": {"namespaces": ["a", "a"]}}),
@@ -79,13 +102,29 @@ fn peer_rules() {
     };
     assert_eq!(check(&crd, with("holdTime", json!("0s"))), Ok(()));
     assert_eq!(check(&crd, with("holdTime", json!("1m30s"))), Ok(()));
-    rejects(&crd, with("holdTime", json!("2s")), "holdTime must be 0 or at least 3s");
-    rejects(&crd, with("holdTime", json!("soon")), "holdTime must be a duration");
+    rejects(
+        &crd,
+        with("holdTime", json!("2s")),
+        "holdTime must be 0 or at least 3s",
+    );
+    rejects(
+        &crd,
+        with("holdTime", json!("soon")),
+        "holdTime must be a duration",
+    );
     let mut b = with("holdTime", json!("9s"));
     b["keepaliveTime"] = json!("10s");
     rejects(&crd, b, "keepaliveTime must not exceed holdTime");
-    rejects(&crd, with("connectTime", json!("0s")), "connectTime must be between");
-    rejects(&crd, with("dynamicASN", json!("external")), "exactly one of peerASN and dynamicASN");
+    rejects(
+        &crd,
+        with("connectTime", json!("0s")),
+        "connectTime must be between",
+    );
+    rejects(
+        &crd,
+        with("dynamicASN", json!("external")),
+        "exactly one of peerASN and dynamicASN",
+    );
     let mut b = base();
     b.as_object_mut().unwrap().remove("peerASN");
     rejects(&crd, b.clone(), "exactly one of peerASN and dynamicASN");
@@ -93,14 +132,30 @@ fn peer_rules() {
     assert_eq!(check(&crd, b.clone()), Ok(()));
     b["ebgpMultiHop"] = json!(true);
     rejects(&crd, b, "ebgpMultiHop cannot be set for an iBGP peer");
-    rejects(&crd, with("peerASN", json!(64500)).tap_multihop(), "ebgpMultiHop cannot be set for an iBGP peer");
+    rejects(
+        &crd,
+        with("peerASN", json!(64500)).tap_multihop(),
+        "ebgpMultiHop cannot be set for an iBGP peer",
+    );
     assert_eq!(check(&crd, with("ebgpMultiHop", json!(true))), Ok(()));
     let mut b = with("password", json!("s3cret"));
     b["passwordSecret"] = json!({"name": "bgp-md5"});
     rejects(&crd, b, "mutually exclusive");
-    rejects(&crd, with("peerAddress", json!("router1")), "peerAddress must be an IP");
-    rejects(&crd, with("routerID", json!("2001:db8::1")), "routerID must be an IPv4");
-    rejects(&crd, with("sourceAddress", json!("eth0")), "sourceAddress must be an IP");
+    rejects(
+        &crd,
+        with("peerAddress", json!("router1")),
+        "peerAddress must be an IP",
+    );
+    rejects(
+        &crd,
+        with("routerID", json!("2001:db8::1")),
+        "routerID must be an IPv4",
+    );
+    rejects(
+        &crd,
+        with("sourceAddress", json!("eth0")),
+        "sourceAddress must be an IP",
+    );
 }
 
 trait TapMultihop {
@@ -121,24 +176,74 @@ fn graceful_restart_is_immutable() {
                "spec": {"myASN": 64500, "peerASN": 64501, "peerAddress": "198.51.100.1", "enableGracefulRestart": gr}})
     };
     let v = Validator::new();
-    assert!(v.validate(&schema(&crd), &obj(true), Some(&obj(true))).is_ok());
-    let errs = v.validate(&schema(&crd), &obj(true), Some(&obj(false))).unwrap_err();
-    assert!(errs.iter().any(|e| e.message.contains("cannot be changed")), "{errs:?}");
+    assert!(
+        v.validate(&schema(&crd), &obj(true), Some(&obj(true)))
+            .is_ok()
+    );
+    let errs = v
+        .validate(&schema(&crd), &obj(true), Some(&obj(false)))
+        .unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.message.contains("cannot be changed")),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn advertisement_rules() {
     let crd = BGPAdvertisement::crd();
-    assert_eq!(check(&crd, json!({"communities": ["65000:100", "large:64500:1:2", "no-export"]})), Ok(()));
+    assert_eq!(
+        check(
+            &crd,
+            json!({"communities": ["65000:100", "large:64500:1:2", "no-export"]})
+        ),
+        Ok(())
+    );
     rejects(&crd, json!({"communities": ["65536:1"]}), "a community is");
-    rejects(&crd, json!({"communities": ["large:1:2"]}), "a community is");
-    rejects(&crd, json!({"communities": ["65000:1", "65000:1"]}), "must not repeat");
-    rejects(&crd, json!({"aggregationLength": 24, "serviceSelectors": [{"matchLabels": {"a": "b"}}]}), "serviceSelectors can only");
-    assert_eq!(check(&crd, json!({"aggregationLength": 32, "serviceSelectors": [{"matchLabels": {"a": "b"}}]})), Ok(()));
+    rejects(
+        &crd,
+        json!({"communities": ["large:1:2"]}),
+        "a community is",
+    );
+    rejects(
+        &crd,
+        json!({"communities": ["65000:1", "65000:1"]}),
+        "must not repeat",
+    );
+    rejects(
+        &crd,
+        json!({"aggregationLength": 24, "serviceSelectors": [{"matchLabels": {"a": "b"}}]}),
+        "serviceSelectors can only",
+    );
+    assert_eq!(
+        check(
+            &crd,
+            json!({"aggregationLength": 32, "serviceSelectors": [{"matchLabels": {"a": "b"}}]})
+        ),
+        Ok(())
+    );
     let l2 = L2Advertisement::crd();
-    rejects(&l2, json!({"interfaces": ["eth0", "eth0"]}), "must not repeat");
+    rejects(
+        &l2,
+        json!({"interfaces": ["eth0", "eth0"]}),
+        "must not repeat",
+    );
     let c = Community::crd();
-    assert_eq!(check(&c, json!({"communities": [{"name": "no-export", "value": "65535:65281"}]})), Ok(()));
-    rejects(&c, json!({"communities": [{"name": "a", "value": "1:2"}, {"name": "a", "value": "1:3"}]}), "must not repeat");
-    rejects(&c, json!({"communities": [{"name": "a", "value": "1:70000"}]}), "a community value is");
+    assert_eq!(
+        check(
+            &c,
+            json!({"communities": [{"name": "no-export", "value": "65535:65281"}]})
+        ),
+        Ok(())
+    );
+    rejects(
+        &c,
+        json!({"communities": [{"name": "a", "value": "1:2"}, {"name": "a", "value": "1:3"}]}),
+        "must not repeat",
+    );
+    rejects(
+        &c,
+        json!({"communities": [{"name": "a", "value": "1:70000"}]}),
+        "a community value is",
+    );
 }

@@ -10,7 +10,10 @@ fn manifests_match_types() {
             stale.push(name);
         }
     }
-    assert!(stale.is_empty(), "stale CRD manifests {stale:?}: run `cargo run -p ferrolb-controller --bin ferrolb-crdgen`");
+    assert!(
+        stale.is_empty(),
+        "stale CRD manifests {stale:?}: run `cargo run -p ferrolb-controller --bin ferrolb-crdgen`"
+    );
 }
 
 #[test]
@@ -25,7 +28,10 @@ fn manifests_are_structural_and_namespaced() {
         assert_eq!(crd.spec.scope, "Namespaced");
         assert_eq!(crd.spec.versions[0].name, "v1beta1");
         if !name.starts_with("bfdprofiles") {
-            assert!(body.contains("x-kubernetes-validations"), "{name} carries no CEL rules");
+            assert!(
+                body.contains("x-kubernetes-validations"),
+                "{name} carries no CEL rules"
+            );
         }
     }
 }
