@@ -18,7 +18,6 @@ fn main() {
         std::process::exit(ferrolb_controller::plan::run(args));
     }
     if let Err(e) = run(&cli) {
-        tracing::error!(error = %format!("{e:#}"), "exiting");
         eprintln!("ferrolb-controller: {}", one_line(&e));
         std::process::exit(1);
     }
@@ -47,7 +46,19 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// The error and its causes on one line.
+/// The error and its causes on one line. Causes whose text the previous messages
+/// already contain are left out (kube's errors repeat their sources).
 fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
+    let mut line = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if line.contains(&msg) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&msg);
+    }
+    line.replace(['\n', '\r'], " ")
 }

@@ -38,6 +38,8 @@
 //! [`LEASE_CHECK_INTERVAL`]: held by someone else, deleted, or not confirmed up to 2 s
 //! before its expiry → it stops. Losing leadership ends the process with an error
 //! (Kubernetes restarts it as a standby): simpler and safer than winding the state down.
+//! It then does not release the Lease: kube-lease-manager's release trusts its cached
+//! state and would clear the new holder's lock.
 //!
 //! SIGTERM / SIGINT: stop deciding, release the Lease, return `Ok` (exit 0).
 //!
@@ -210,6 +212,16 @@ fn identity(args: &RunArgs) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow!("cannot tell this replica's identity: set --identity or POD_NAME"))
 }
 
+/// The Lease's server-side-apply field manager: names the replica in managedFields.
+fn lease_field_manager(identity: &str) -> String {
+    let mut m = format!("ferrolb-controller-{identity}");
+    // Field managers are limited to 128 bytes.
+    while m.len() > 128 {
+        m.pop();
+    }
+    m
+}
+
 /// Waits for the Lease, then runs the controller while holding it.
 async fn run_elected(
     args: &RunArgs,
@@ -222,6 +234,7 @@ async fn run_elected(
     let build = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
         .with_namespace(&args.namespace)
         .with_identity(&identity)
+        .with_field_manager(lease_field_manager(&identity))
         .with_duration(LEASE_DURATION_SECONDS)
         .with_grace(LEASE_GRACE_SECONDS)
         .build();
@@ -256,11 +269,20 @@ async fn run_elected(
         _ = wait_shutdown(shutdown.clone()) => Ok(()),
     };
     metrics.set_leader(false);
-    // Closing the channel makes the lease manager release the Lease and stop.
-    drop(leader);
-    match lease_task_result(lease_task).await {
-        Ok(()) => info!("released the lease"),
-        Err(e) => warn!(error = %e, "releasing the lease"),
+    if result.is_ok() {
+        // Clean shutdown while holding the Lease: closing the channel makes the lease
+        // manager release it, so a standby takes over at once.
+        drop(leader);
+        match lease_task_result(lease_task).await {
+            Ok(()) => info!("released the lease"),
+            Err(e) => warn!(error = %e, "releasing the lease"),
+        }
+    } else {
+        // Leadership lost or in doubt: the lease manager's cached state may still name
+        // this replica, and its release would clear another holder's lock (it patches
+        // holderIdentity to null without a precondition). Stop it without releasing;
+        // the Lease expires on its own if it is still ours.
+        lease_task.abort();
     }
     result
 }
@@ -659,6 +681,78 @@ mod tests {
             reason: "IPAllocated".into(),
             message: "m".into(),
         }
+    }
+
+    type ApiHandle = tower_test::mock::Handle<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >;
+
+    fn mock_client() -> (Client, ApiHandle) {
+        let (service, handle) = tower_test::mock::pair();
+        (Client::new(service, "default"), handle)
+    }
+
+    /// Answers the guard's next GET of the Lease with `spec`.
+    async fn answer_lease(api: &mut ApiHandle, spec: serde_json::Value) {
+        let (req, send) = api.next_request().await.unwrap();
+        assert_eq!(req.method(), http::Method::GET);
+        assert_eq!(
+            req.uri().path(),
+            "/apis/coordination.k8s.io/v1/namespaces/ferrolb-system/leases/ferrolb-controller"
+        );
+        let lease = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "ferrolb-controller", "namespace": "ferrolb-system"}, "spec": spec});
+        send.send_response(
+            http::Response::builder()
+                .status(200)
+                .body(kube::client::Body::from(
+                    serde_json::to_vec(&lease).unwrap(),
+                ))
+                .unwrap(),
+        );
+    }
+
+    fn micro_time(t: SystemTime) -> serde_json::Value {
+        let ts = k8s_openapi::jiff::Timestamp::try_from(t).unwrap();
+        serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            ts,
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lease_guard_stops_when_another_replica_holds_the_lease() {
+        let (client, mut api) = mock_client();
+        let guard = tokio::spawn(async move {
+            lease_guard(client, "ferrolb-system", "ferrolb-controller", "me").await
+        });
+        let fresh = serde_json::json!({"holderIdentity": "me", "leaseDurationSeconds": 15, "renewTime": micro_time(SystemTime::now())});
+        answer_lease(&mut api, fresh).await;
+        answer_lease(&mut api, fresh_with_holder("other")).await;
+        let err = guard.await.unwrap().to_string();
+        assert!(err.contains("held by \"other\""), "{err}");
+    }
+
+    fn fresh_with_holder(holder: &str) -> serde_json::Value {
+        serde_json::json!({"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": micro_time(SystemTime::now())})
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lease_guard_stops_before_an_unrenewed_lease_expires() {
+        let (client, mut api) = mock_client();
+        let guard = tokio::spawn(async move {
+            lease_guard(client, "ferrolb-system", "ferrolb-controller", "me").await
+        });
+        // Ours, but last renewed 14 s ago: it expires in 1 s, inside the safety margin.
+        let stale = SystemTime::now() - Duration::from_secs(14);
+        answer_lease(
+            &mut api,
+            serde_json::json!({"holderIdentity": "me", "leaseDurationSeconds": 15, "renewTime": micro_time(stale)}),
+        )
+        .await;
+        let err = guard.await.unwrap().to_string();
+        assert!(err.contains("could not confirm"), "{err}");
     }
 
     #[test]
