@@ -33,8 +33,10 @@
 //! else the host name, which in a pod is the pod name) watches and writes. Timings:
 //! lease duration [`LEASE_DURATION_SECONDS`] = 15 s, renewed [`LEASE_GRACE_SECONDS`] = 10 s
 //! before expiry, i.e. every 5 s. A standby takes over at most ~16 s after the leader
-//! died (15 s expiry, up to 1 s random jitter), and at once after a clean shutdown, which
-//! releases the Lease. The leader also checks the Lease itself every
+//! died (15 s expiry, up to 1 s random jitter). After a clean shutdown, which releases
+//! the Lease, it takes over within about a second: standbys watch the Lease and, when
+//! it has no holder, restart their lease manager (which otherwise sleeps until the old
+//! lock's expiry). The leader also checks the Lease itself every
 //! [`LEASE_CHECK_INTERVAL`]: held by someone else, deleted, or not confirmed up to 2 s
 //! before its expiry → it stops. Losing leadership ends the process with an error
 //! (Kubernetes restarts it as a standby): simpler and safer than winding the state down.
@@ -222,6 +224,48 @@ fn lease_field_manager(identity: &str) -> String {
     m
 }
 
+async fn build_manager(
+    client: &Client,
+    args: &RunArgs,
+    identity: &str,
+) -> kube_lease_manager::Result<kube_lease_manager::LeaseManager> {
+    LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.namespace)
+        .with_identity(identity)
+        .with_field_manager(lease_field_manager(identity))
+        .with_duration(LEASE_DURATION_SECONDS)
+        .with_grace(LEASE_GRACE_SECONDS)
+        .build()
+        .await
+}
+
+/// Returns once the Lease has no holder (after at least a second, so a Lease that stays
+/// free cannot make the caller spin). Watch errors are retried with backoff.
+async fn lease_released(client: Client, namespace: &str, name: &str) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let api: Api<Lease> = Api::namespaced(client, namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut leases = watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(item) = leases.next().await {
+        match item {
+            Ok(lease) => {
+                let holder = lease
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.as_deref());
+                if holder.is_none_or(str::is_empty) {
+                    return;
+                }
+            }
+            Err(e) => debug!(error = %e, "watching the lease"),
+        }
+    }
+    std::future::pending::<()>().await
+}
+
 /// Waits for the Lease, then runs the controller while holding it.
 async fn run_elected(
     args: &RunArgs,
@@ -231,25 +275,32 @@ async fn run_elected(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let identity = identity(args)?;
-    let build = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(&args.namespace)
-        .with_identity(&identity)
-        .with_field_manager(lease_field_manager(&identity))
-        .with_duration(LEASE_DURATION_SECONDS)
-        .with_grace(LEASE_GRACE_SECONDS)
-        .build();
+    let lease = format!("{}/{}", args.namespace, args.lease_name);
     let manager = tokio::select! {
-        m = build => m.with_context(|| format!("setting up the Lease {}/{}", args.namespace, args.lease_name))?,
+        m = build_manager(&client, args, &identity) => m.with_context(|| format!("setting up the Lease {lease}"))?,
         _ = wait_shutdown(shutdown.clone()) => return Ok(()),
     };
-    let (mut leader, lease_task) = manager.watch().await;
+    let (mut leader, mut lease_task) = manager.watch().await;
     readiness.set(true);
-    info!(%identity, lease = %format!("{}/{}", args.namespace, args.lease_name), "standing by for the lease");
+    info!(%identity, %lease, "standing by for the lease");
     while !*leader.borrow_and_update() {
         tokio::select! {
             changed = leader.changed() => if changed.is_err() {
                 return Err(lease_task_result(lease_task).await.err().unwrap_or_else(|| anyhow!("the lease manager stopped")));
             },
+            // The lease manager sleeps until the holder's lock expires; when the holder
+            // releases it (clean shutdown), start over so as to take it at once.
+            _ = lease_released(client.clone(), &args.namespace, &args.lease_name) => {
+                info!(%lease, "the lease was released: trying to take it");
+                // Not the holder: the manager's release on close is a no-op.
+                drop(leader);
+                let _ = lease_task_result(lease_task).await;
+                let manager = tokio::select! {
+                    m = build_manager(&client, args, &identity) => m.with_context(|| format!("setting up the Lease {lease}"))?,
+                    _ = wait_shutdown(shutdown.clone()) => return Ok(()),
+                };
+                (leader, lease_task) = manager.watch().await;
+            }
             _ = wait_shutdown(shutdown.clone()) => {
                 drop(leader);
                 let _ = lease_task_result(lease_task).await;
