@@ -103,6 +103,9 @@ const POOL_STATUS_DEBOUNCE: Duration = Duration::from_secs(1);
 /// Runs the controller against the cluster in the environment (in-cluster config or
 /// kubeconfig) until SIGTERM/SIGINT (`Ok`) or a fatal error, such as losing the Lease.
 pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
+    if args.once {
+        return Err(anyhow!("--once applies only to --source dir:PATH"));
+    }
     let shutdown = shutdown_channel().context("installing signal handlers")?;
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::default();

@@ -222,12 +222,8 @@ impl Shell {
     /// address the oldest gets first pick. The engine puts existing assignments first.
     fn services_in_order(&self) -> Vec<Service> {
         let mut v: Vec<&Service> = self.services.values().collect();
-        v.sort_by(|a, b| {
-            let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            // Services without a timestamp (never from a real API server) go last.
-            (ta.is_none(), ta, service_key(a)).cmp(&(tb.is_none(), tb, service_key(b)))
-        });
+        // Services without a timestamp (never from a real API server) go last.
+        v.sort_by(|a, b| creation_order(a).cmp(&creation_order(b)));
         v.into_iter().cloned().collect()
     }
 
@@ -245,7 +241,8 @@ impl Shell {
     fn on_service(&mut self, ev: Event<Service>, step: &mut Step) {
         match ev {
             Event::Init => self.init_services = Some(BTreeMap::new()),
-            Event::InitApply(svc) => {
+            Event::InitApply(mut svc) => {
+                svc.metadata.managed_fields = None;
                 let key = service_key(&svc);
                 self.init_services
                     .get_or_insert_with(BTreeMap::new)
@@ -258,17 +255,18 @@ impl Shell {
                 for svc in self.services.values() {
                     confirm_service(&mut self.pending, svc);
                 }
+                for key in old.keys().filter(|k| !self.services.contains_key(*k)) {
+                    self.pending.remove(&Target::Service(key.clone()));
+                }
                 if self.started {
-                    // A relist after the watch lost track: Services that vanished were
-                    // deleted while we were not looking.
-                    for key in old.keys().filter(|k| !self.services.contains_key(*k)) {
-                        self.pending.remove(&Target::Service(key.clone()));
-                        step.actions.extend(self.engine.service_deleted(key));
-                    }
+                    // A relist after the watch lost track. `resync` treats Services that
+                    // vanished meanwhile as deleted.
                     self.resync_all(step);
                 }
             }
-            Event::Apply(svc) => {
+            Event::Apply(mut svc) => {
+                // Nothing reads managedFields; they are often the bulk of an object.
+                svc.metadata.managed_fields = None;
                 let key = service_key(&svc);
                 confirm_service(&mut self.pending, &svc);
                 if self.started {
@@ -439,6 +437,24 @@ impl Shell {
     }
 }
 
+/// Sort key: creation time (none last), namespace, name.
+fn creation_order(
+    s: &Service,
+) -> (
+    bool,
+    Option<k8s_openapi::jiff::Timestamp>,
+    Option<&str>,
+    Option<&str>,
+) {
+    let t = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    (
+        t.is_none(),
+        t,
+        s.metadata.namespace.as_deref(),
+        s.metadata.name.as_deref(),
+    )
+}
+
 fn confirm_service(pending: &mut BTreeMap<Target, (Desired, Instant)>, svc: &Service) {
     let target = Target::Service(service_key(svc));
     if let Some((Desired::Service(want), _)) = pending.get(&target)
@@ -589,6 +605,156 @@ mod tests {
         assert!(!shell.needs_write(&Action::ClearServiceStatus {
             key: key("a", "bare")
         }));
+    }
+
+    fn lb(name: &str, ingress: Option<&str>) -> Service {
+        let mut v = serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"namespace": "a", "name": name},
+            "spec": {"type": "LoadBalancer", "clusterIPs": ["10.96.0.1"], "ports": [{"port": 80}]},
+        });
+        if let Some(ip) = ingress {
+            v["status"] = serde_json::json!({"loadBalancer": {"ingress": [{"ip": ip}]}});
+            v["metadata"]["annotations"] = serde_json::json!({IP_ALLOCATED_FROM_POOL: "p"});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn pool(addresses: &[&str]) -> IPAddressPool {
+        let mut p = IPAddressPool::new("p", ferrolb_crds::IPAddressPoolSpec::new(addresses));
+        p.metadata.namespace = Some("ferrolb-system".into());
+        p
+    }
+
+    /// A shell past the start-up gate with pool p and the given Services.
+    fn started(services: Vec<Service>) -> (Shell, Step) {
+        let mut shell = Shell::new(Engine::new(Default::default()));
+        let mut inputs = vec![Input::Service(Event::Init)];
+        inputs.extend(
+            services
+                .into_iter()
+                .map(|s| Input::Service(Event::InitApply(s))),
+        );
+        inputs.extend([
+            Input::Service(Event::InitDone),
+            Input::Pool(Event::Init),
+            Input::Pool(Event::InitApply(pool(&["192.0.2.0/24"]))),
+            Input::Pool(Event::InitDone),
+            Input::Namespace(Event::Init),
+            Input::Namespace(Event::InitApply(Ns {
+                name: "a".into(),
+                labels: BTreeMap::new(),
+            })),
+        ]);
+        for i in inputs {
+            assert!(!shell.handle(i).started);
+        }
+        let step = shell.handle(Input::Namespace(Event::InitDone));
+        assert!(step.started && shell.started());
+        (shell, step)
+    }
+
+    fn in_use(shell: &Shell) -> u128 {
+        shell.engine().pool_usage().iter().map(|u| u.in_use).sum()
+    }
+
+    #[test]
+    fn start_decides_every_service_at_once() {
+        let (shell, step) = started(vec![lb("web", None), lb("old", Some("192.0.2.7"))]);
+        let decided: Vec<(String, Vec<IpAddr>)> = step
+            .decisions
+            .iter()
+            .map(|d| (d.key.name.clone(), d.ips.clone()))
+            .collect();
+        // The existing assignment is kept; the new Service gets the first free address.
+        assert!(
+            decided.contains(&("old".into(), vec!["192.0.2.7".parse().unwrap()])),
+            "{decided:?}"
+        );
+        assert!(
+            decided.contains(&("web".into(), vec!["192.0.2.0".parse().unwrap()])),
+            "{decided:?}"
+        );
+        assert_eq!(in_use(&shell), 2);
+    }
+
+    #[test]
+    fn pool_status_updates_do_not_resync_but_spec_changes_do() {
+        let (mut shell, _) = started(vec![lb("old", Some("192.0.2.7"))]);
+        let mut p = pool(&["192.0.2.0/24"]);
+        p.status = Some(IPAddressPoolStatus {
+            assigned_ipv4: 1,
+            ..Default::default()
+        });
+        let step = shell.handle(Input::Pool(Event::Apply(p)));
+        assert!(
+            step.decisions.is_empty() && step.actions.is_empty(),
+            "{step:?}"
+        );
+
+        let step = shell.handle(Input::Pool(Event::Apply(pool(&["198.51.100.0/24"]))));
+        assert_eq!(step.decisions.len(), 1, "{step:?}");
+        assert!(
+            step.decisions[0]
+                .ips
+                .iter()
+                .all(|ip| ip.to_string().starts_with("198.51.100.")),
+            "{step:?}"
+        );
+
+        let step = shell.handle(Input::Pool(Event::Delete(pool(&["198.51.100.0/24"]))));
+        assert!(step.decisions[0].error.is_some(), "{step:?}");
+    }
+
+    #[test]
+    fn relist_forgets_services_deleted_meanwhile() {
+        let (mut shell, _) = started(vec![lb("web", None), lb("old", Some("192.0.2.7"))]);
+        assert_eq!(in_use(&shell), 2);
+        shell.handle(Input::Service(Event::Init));
+        shell.handle(Input::Service(Event::InitApply(lb(
+            "old",
+            Some("192.0.2.7"),
+        ))));
+        let step = shell.handle(Input::Service(Event::InitDone));
+        assert_eq!(step.decisions.len(), 1);
+        assert_eq!(in_use(&shell), 1);
+        assert_eq!(shell.counts(), (1, 1));
+    }
+
+    #[test]
+    fn namespace_label_changes_resync() {
+        let (mut shell, _) = started(vec![lb("web", None)]);
+        let same = Ns {
+            name: "a".into(),
+            labels: BTreeMap::new(),
+        };
+        let step = shell.handle(Input::Namespace(Event::Apply(same)));
+        assert!(step.decisions.is_empty());
+        let labelled = Ns {
+            name: "a".into(),
+            labels: [("team".to_string(), "x".to_string())].into(),
+        };
+        let step = shell.handle(Input::Namespace(Event::Apply(labelled)));
+        assert_eq!(step.decisions.len(), 1);
+    }
+
+    #[test]
+    fn service_events_after_start_reach_the_engine() {
+        let (mut shell, _) = started(vec![]);
+        let step = shell.handle(Input::Service(Event::Apply(lb("web", None))));
+        assert_eq!(
+            step.decisions[0].ips,
+            vec!["192.0.2.0".parse::<IpAddr>().unwrap()]
+        );
+        assert!(
+            step.actions
+                .iter()
+                .any(|a| matches!(a, Action::SetServiceStatus { .. }))
+        );
+        assert_eq!(in_use(&shell), 1);
+        shell.handle(Input::Service(Event::Delete(lb("web", None))));
+        assert_eq!(in_use(&shell), 0);
+        assert_eq!(shell.counts(), (0, 1));
     }
 
     #[test]
