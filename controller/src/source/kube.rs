@@ -319,13 +319,14 @@ async fn run_elected(
         _ = leadership_lost(&mut leader) => Err(anyhow!(
             "lost the lease {}/{}; exiting so that this replica restarts as a standby", args.namespace, args.lease_name
         )),
-        e = lease_guard(client, &args.namespace, &args.lease_name, &identity) => Err(e),
+        e = lease_guard(client.clone(), &args.namespace, &args.lease_name, &identity) => Err(e),
         _ = wait_shutdown(shutdown.clone()) => Ok(()),
     };
     metrics.set_leader(false);
-    if result.is_ok() {
-        // Clean shutdown while holding the Lease: closing the channel makes the lease
-        // manager release it, so a standby takes over at once.
+    if result.is_ok() && holds_lease(&client, &args.namespace, &args.lease_name, &identity).await {
+        // Clean shutdown while holding the Lease (checked just now, not from the lease
+        // manager's cache): closing the channel makes the lease manager release it, so
+        // a standby takes over at once.
         drop(leader);
         match lease_task_result(lease_task).await {
             Ok(()) => info!("released the lease"),
@@ -339,6 +340,17 @@ async fn run_elected(
         lease_task.abort();
     }
     result
+}
+
+/// Whether the Lease names `identity` as its holder right now (false on any error).
+async fn holds_lease(client: &Client, namespace: &str, name: &str, identity: &str) -> bool {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    match tokio::time::timeout(Duration::from_secs(2), api.get_opt(name)).await {
+        Ok(Ok(Some(lease))) => {
+            lease.spec.and_then(|s| s.holder_identity).as_deref() == Some(identity)
+        }
+        _ => false,
+    }
 }
 
 async fn leadership_lost(leader: &mut watch::Receiver<bool>) {
