@@ -469,6 +469,7 @@ async fn cluster(
     mut api: ApiHandle,
     writes: mpsc::UnboundedSender<Seen>,
     mut control: mpsc::UnboundedReceiver<Control>,
+    mut fail_status_patches: usize,
 ) {
     let mut held = Vec::new();
     let mut pool_watch: Option<SendResponse<Response<Body>>> = None;
@@ -500,6 +501,11 @@ async fn cluster(
                         json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
                                "metadata": {"name": "app", "labels": {"team": "a"}, "resourceVersion": "2"}}),
                     ])),
+                    (_, path) if path.contains("/services/") && path.ends_with("/status") && fail_status_patches > 0 => {
+                        fail_status_patches -= 1;
+                        respond(send, 500, &status_failure(500, "InternalError"));
+                        let _ = writes.send(Seen { method: format!("{} (failed)", seen.method), ..seen });
+                    }
                     (_, path) => {
                         let body = if path.contains("/events") {
                             seen.body.clone()
@@ -569,7 +575,7 @@ async fn leader_reclaims_then_allocates_and_follows_pool_edits() {
     let (client, api) = mock_client();
     let (writes_tx, mut writes) = mpsc::unbounded_channel();
     let (control, control_rx) = mpsc::unbounded_channel();
-    tokio::spawn(cluster(api, writes_tx, control_rx));
+    tokio::spawn(cluster(api, writes_tx, control_rx, 0));
 
     let args = Cli::parse_from(["ferrolb-controller", "--namespace", "ferrolb-system"]).run;
     let metrics = Arc::new(Metrics::new());
@@ -650,6 +656,57 @@ async fn leader_reclaims_then_allocates_and_follows_pool_edits() {
     assert!(
         !events(&got, "old", "ClearAssignment").is_empty(),
         "{got:#?}"
+    );
+    leader.abort();
+}
+
+#[tokio::test]
+async fn leader_retries_a_failed_write() {
+    let (client, api) = mock_client();
+    let (writes_tx, mut writes) = mpsc::unbounded_channel();
+    let (_control, control_rx) = mpsc::unbounded_channel();
+    // The first Service status patch (web's) fails with a 500.
+    tokio::spawn(cluster(api, writes_tx, control_rx, 1));
+    let args = Cli::parse_from(["ferrolb-controller", "--namespace", "ferrolb-system"]).run;
+    let metrics = Arc::new(Metrics::new());
+    let m = metrics.clone();
+    let leader =
+        tokio::spawn(
+            async move { run_leader(client, &args, "pod-1", m, Readiness::default()).await },
+        );
+
+    let got = collect(&mut writes, |w| {
+        w.iter()
+            .any(|s| s.method == "PATCH" && s.path.ends_with("/services/web/status"))
+            && w.iter().any(|s| s.path.ends_with("/services/web"))
+    })
+    .await;
+    let web: Vec<&str> = got
+        .iter()
+        .filter(|s| s.path.ends_with("/services/web/status"))
+        .map(|s| s.method.as_str())
+        .collect();
+    assert_eq!(web, ["PATCH (failed)", "PATCH"], "{got:#?}");
+    let retried = got
+        .iter()
+        .filter(|s| s.path.ends_with("/services/web/status"))
+        .collect::<Vec<_>>();
+    assert_eq!(retried[0].body, retried[1].body);
+    // The annotation patch only follows the successful status patch.
+    let order: Vec<&str> = got.iter().map(|s| s.path.as_str()).collect();
+    let ann = order
+        .iter()
+        .position(|p| p.ends_with("/services/web"))
+        .unwrap();
+    let ok = got
+        .iter()
+        .position(|s| s.method == "PATCH" && s.path.ends_with("/services/web/status"))
+        .unwrap();
+    assert!(ann > ok, "{order:?}");
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"ferrolb_k8s_writes_total{result="retry"} 1"#),
+        "{text}"
     );
     leader.abort();
 }
