@@ -26,7 +26,7 @@ pub struct CommunitySpec {
         validation = Rule::new("self.all(x, self.exists_one(y, x.name == y.name))").message("community alias names must not repeat"),
         validation = Rule::new(VALUES_RULE).message("a community value is A:B (each 0-65535) or large:A:B:C (each 0-4294967295)")
     )]
-    #[schemars(length(max = 1024))]
+    #[schemars(length(max = 128))]
     pub communities: Vec<CommunityAlias>,
 }
 

@@ -62,7 +62,7 @@ pub struct IPAddressPoolSpec {
     /// CIDRs (`198.51.100.0/24`, `2001:db8::/64`) and inclusive ranges
     /// (`198.51.100.10-198.51.100.20`). IPv4 and IPv6 may be mixed: a pool with both can
     /// serve dual-stack Services.
-    #[schemars(length(min = 1, max = 1024), inner(length(min = 1, max = 100)))]
+    #[schemars(length(min = 1, max = 256), inner(length(min = 1, max = 100)))]
     #[x_kube(
         validation = Rule::new(ADDRESSES_RULE).message("each address must be a CIDR (198.51.100.0/24) or a range of two addresses of one family (198.51.100.10-198.51.100.20)"),
         validation = Rule::new(V4_ORDER_RULE).message("an IPv4 range must not start after it ends")

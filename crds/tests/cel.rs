@@ -247,3 +247,42 @@ fn advertisement_rules() {
         "a community value is",
     );
 }
+
+/// The API server refuses a CRD whose rules may cost too much to evaluate; every list
+/// and string a rule walks must be bounded.
+#[test]
+fn rules_fit_the_api_servers_cost_budget() {
+    fn walk(schema: &Value, kind: &str, checked: &mut usize) {
+        if let Some(rules) = schema
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+        {
+            let compiled = compile_schema(schema);
+            for r in rules {
+                let rule = r["rule"].as_str().unwrap();
+                let warnings = kube::core::cel::estimate_rule_cost(rule, &compiled);
+                assert!(
+                    warnings.is_empty(),
+                    "{kind}: {rule}: {:?}",
+                    warnings.iter().map(|w| &w.message).collect::<Vec<_>>()
+                );
+                *checked += 1;
+            }
+        }
+        for key in ["properties"] {
+            if let Some(props) = schema.get(key).and_then(Value::as_object) {
+                for v in props.values() {
+                    walk(v, kind, checked);
+                }
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            walk(items, kind, checked);
+        }
+    }
+    let mut checked = 0;
+    for crd in ferrolb_crds::crds() {
+        walk(&schema(&crd), &crd.spec.names.kind, &mut checked);
+    }
+    assert!(checked >= 20, "only {checked} rules found");
+}
