@@ -155,17 +155,7 @@ fn list(ips: &[IpAddr]) -> String {
 
 /// What a Service's status and annotation say now.
 fn observed(svc: &Service) -> (Vec<IpAddr>, Option<String>) {
-    let ips = svc
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|ing| {
-            ing.iter()
-                .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let ips = model::ingress_ips(svc);
     let pool = svc
         .annotations()
         .get(annotations::IP_ALLOCATED_FROM_POOL)
