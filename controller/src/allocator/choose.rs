@@ -8,13 +8,14 @@
 //! result, or puts the old addresses back on error. Each step is O(log n), so a
 //! failed attempt leaves the state exactly as it was at the same cost.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ferrolb_crds::addresses::{Family, is_buggy};
 
 use super::pool::{admits, other_family};
-use super::sharing::Held;
+use super::sharing::{Held, Key};
 use super::{
     Addr, AllocError, Allocator, Assignment, Change, Families, Outcome, ServiceKey, ServiceRequest,
 };
@@ -122,17 +123,17 @@ impl Allocator {
 
     pub(super) fn assign_one(&mut self, req: &ServiceRequest) -> Result<Outcome, AllocError> {
         validate_request(req)?;
-        let prev = self.held.remove(&req.key);
-        if let Some(h) = &prev {
-            self.detach(&req.key, h);
+        let prev = self.held.remove_entry(&req.key);
+        if let Some((k, h)) = &prev {
+            self.detach(k, h);
         }
-        match self.decide(req, prev.as_ref()) {
+        match self.decide(req, prev.as_ref().map(|(_, h)| h)) {
             Ok(d) => {
                 let assignment = Assignment {
                     pool: self.pool_name(d.pool).to_owned(),
                     ips: d.ips.iter().map(|a| a.ip()).collect(),
                 };
-                self.record(req, assignment.clone());
+                self.record(req, assignment.clone(), prev);
                 Ok(Outcome {
                     assignment,
                     change: d.change,
@@ -140,19 +141,23 @@ impl Allocator {
                 })
             }
             Err(e) => {
-                if let Some(h) = prev {
-                    self.attach(&req.key, &h);
-                    self.held.insert(req.key.clone(), h);
+                if let Some((k, h)) = prev {
+                    self.attach(&k, &h);
+                    self.held.insert(k, h);
                 }
                 Err(e)
             }
         }
     }
 
-    fn record(&mut self, req: &ServiceRequest, assignment: Assignment) {
-        let held = Held::new(req, assignment);
-        self.attach(&req.key, &held);
-        self.held.insert(req.key.clone(), held);
+    fn record(&mut self, req: &ServiceRequest, assignment: Assignment, prev: Option<(Key, Held)>) {
+        let (key, prev) = match prev {
+            Some((k, h)) => (k, Some(h)),
+            None => (Arc::new(req.key.clone()), None),
+        };
+        let held = Held::new(req, assignment, prev);
+        self.attach(&key, &held);
+        self.held.insert(key, held);
         self.remember_namespace(req);
     }
 
@@ -431,26 +436,26 @@ impl Allocator {
         &mut self,
         req: &ServiceRequest,
     ) -> Result<(usize, Vec<Addr>, Vec<String>), AllocError> {
-        let candidates: Vec<usize> = self
-            .by_priority
-            .iter()
-            .copied()
-            .filter(|&p| self.pool_admits(p, req))
-            .chain(self.fallback.iter().copied())
-            .collect();
-        if candidates.is_empty() {
-            return Err(AllocError::NoMatchingPool(format!(
-                "namespace {} (Service {})",
-                req.key.namespace, req.key
-            )));
-        }
+        let ranked = self.by_priority.len();
+        let mut considered = 0;
+        let mut last = 0;
         let mut missing = wanted(req.families);
-        if let Families::PreferDual { primary } = req.families {
-            // Both families from one pool if any can; else the first pool with the
-            // primary family, else the first with the secondary.
-            let mut first_primary = None;
-            let mut first_secondary = None;
-            for &p in &candidates {
+        // PreferDualStack: both families from one pool if any can; else the first pool
+        // with the primary family, else the first with the secondary.
+        let mut first_primary = None;
+        let mut first_secondary = None;
+        for i in 0..ranked + self.fallback.len() {
+            let p = if i < ranked {
+                self.by_priority[i]
+            } else {
+                self.fallback[i - ranked]
+            };
+            if i < ranked && !self.pool_admits(p, req) {
+                continue;
+            }
+            considered += 1;
+            last = p;
+            if let Families::PreferDual { primary } = req.families {
                 let v4 = self.pick(p, Family::V4, req);
                 let v6 = self.pick(p, Family::V6, req);
                 if let (Some(a), Some(b)) = (v4, v6) {
@@ -467,22 +472,24 @@ impl Allocator {
                 if first_secondary.is_none() {
                     first_secondary = sec.map(|a| (p, a));
                 }
+                continue;
             }
-            if let Some((p, a)) = first_primary.or(first_secondary) {
-                let note = self.single_note(p, other_family(a.family));
-                return Ok((p, vec![a], vec![note]));
-            }
-        } else {
-            for &p in &candidates {
-                match self.alloc_in_pool(p, req) {
-                    Ok((ips, notes)) => return Ok((p, ips, notes)),
-                    Err(m) => missing = m,
-                }
+            match self.alloc_in_pool(p, req) {
+                Ok((ips, notes)) => return Ok((p, ips, notes)),
+                Err(m) => missing = m,
             }
         }
-        match candidates.as_slice() {
-            [only] => Err(AllocError::PoolFull(
-                self.pool_name(*only).to_owned(),
+        if let Some((p, a)) = first_primary.or(first_secondary) {
+            let note = self.single_note(p, other_family(a.family));
+            return Ok((p, vec![a], vec![note]));
+        }
+        match considered {
+            0 => Err(AllocError::NoMatchingPool(format!(
+                "namespace {} (Service {})",
+                req.key.namespace, req.key
+            ))),
+            1 => Err(AllocError::PoolFull(
+                self.pool_name(last).to_owned(),
                 missing,
             )),
             _ => Err(AllocError::NoFreeAddress(wanted(req.families))),
@@ -495,11 +502,12 @@ impl Allocator {
         &mut self,
         reqs: &[&ServiceRequest],
     ) -> Vec<(ServiceKey, Result<Outcome, AllocError>)> {
+        let mut results: Vec<Option<Result<Outcome, AllocError>>> = vec![None; reqs.len()];
         // Pass 1: every Service whose current addresses still satisfy it takes them
         // back before anything is handed out, most addresses first (then by key, so the
         // result does not depend on input order). Extensions and moves wait.
         let mut reclaim: Vec<usize> = (0..reqs.len())
-            .filter(|&i| !self.held.contains_key(&reqs[i].key) && !reqs[i].current.is_empty())
+            .filter(|&i| !reqs[i].current.is_empty() && !self.held.contains_key(&reqs[i].key))
             .collect();
         reclaim.sort_by(|&a, &b| {
             reqs[b]
@@ -508,7 +516,6 @@ impl Allocator {
                 .cmp(&reqs[a].current.len())
                 .then_with(|| reqs[a].key.cmp(&reqs[b].key))
         });
-        let mut narrowed: HashMap<ServiceKey, Change> = HashMap::new();
         for i in reclaim {
             let req = reqs[i];
             if validate_request(req).is_err() || self.held.contains_key(&req.key) {
@@ -517,34 +524,34 @@ impl Allocator {
             let Ok(keep) = self.check_keep(req, &req.current) else {
                 continue;
             };
-            if let Some(reason) = keep.narrowed {
-                narrowed.insert(
-                    req.key.clone(),
-                    Change::Moved {
-                        from: req.current.clone(),
-                        reason,
-                    },
-                );
-            }
             let assignment = Assignment {
                 pool: self.pool_name(keep.pool).to_owned(),
                 ips: keep.ips.iter().map(|a| a.ip()).collect(),
             };
-            self.record(req, assignment);
-        }
-        // Pass 2: everyone, by key; reclaimed Services come out Unchanged or Extended.
-        let mut order: Vec<usize> = (0..reqs.len()).collect();
-        order.sort_by(|&a, &b| reqs[a].key.cmp(&reqs[b].key));
-        let mut results: Vec<Option<Result<Outcome, AllocError>>> = vec![None; reqs.len()];
-        for i in order {
-            let mut r = self.assign_one(reqs[i]);
-            if let Ok(o) = &mut r
-                && o.change == Change::Unchanged
-                && let Some(c) = narrowed.remove(&reqs[i].key)
-            {
-                o.change = c;
+            self.record(req, assignment.clone(), None);
+            // Kept whole: nothing left for pass 2 (a later reclaim that shares the
+            // address was checked against this one, and sharing is symmetric).
+            if keep.extend.is_none() {
+                let change = match keep.narrowed {
+                    Some(reason) => Change::Moved {
+                        from: req.current.clone(),
+                        reason,
+                    },
+                    None => Change::Unchanged,
+                };
+                results[i] = Some(Ok(Outcome {
+                    assignment,
+                    change,
+                    notes: Vec::new(),
+                }));
             }
-            results[i] = Some(r);
+        }
+        // Pass 2: the rest, by key; Services reclaimed above but missing a family come
+        // out Extended (or Moved, when that family is required and unavailable).
+        let mut order: Vec<usize> = (0..reqs.len()).filter(|&i| results[i].is_none()).collect();
+        order.sort_by(|&a, &b| reqs[a].key.cmp(&reqs[b].key));
+        for i in order {
+            results[i] = Some(self.assign_one(reqs[i]));
         }
         reqs.iter()
             .zip(results)
@@ -566,6 +573,7 @@ impl Allocator {
 
     /// Whether a held assignment still fits the (new) pools, and in which pool it is.
     pub(super) fn still_fits(&self, key: &ServiceKey, held: &Held) -> Option<usize> {
+        static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
         let mut pool = None;
         for ip in &held.assignment.ips {
             let (p, _) = self.locate(Addr::of(*ip))?;
@@ -578,13 +586,19 @@ impl Allocator {
             }
         }
         let p = pool?;
-        let empty = Default::default();
-        let ns_labels = self.namespace_labels.get(&key.namespace).unwrap_or(&empty);
+        let ns_labels = self
+            .namespace_labels
+            .get(&key.namespace)
+            .unwrap_or(&NO_LABELS);
         let admitted = self
             .pools
             .get(p)
             .is_some_and(|pool| match pool.cfg.allocation.as_ref() {
                 None => true,
+                // Labels are rebuilt into a map only when a selector needs them.
+                Some(a) if a.service_selectors.is_empty() => {
+                    admits(Some(a), &key.namespace, ns_labels, &NO_LABELS)
+                }
                 Some(a) => admits(Some(a), &key.namespace, ns_labels, &held.labels_map()),
             });
         admitted.then_some(p)

@@ -22,7 +22,7 @@ mod sharing;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -233,7 +233,7 @@ pub struct Allocator {
     /// `autoAssign` pools without `serviceAllocation`, by name.
     fallback: Vec<usize>,
     in_use: BTreeMap<Addr, sharing::IpUse>,
-    held: HashMap<ServiceKey, sharing::Held>,
+    held: HashMap<sharing::Key, sharing::Held>,
     shared: sharing::SharedIndex,
     /// Latest labels seen per namespace with assigned Services.
     namespace_labels: HashMap<String, BTreeMap<String, String>>,
@@ -267,23 +267,24 @@ impl Allocator {
         self.in_use.clear();
         self.shared.clear();
 
-        let mut old: Vec<(ServiceKey, sharing::Held)> =
-            std::mem::take(&mut self.held).into_iter().collect();
-        old.sort_by(|a, b| a.0.cmp(&b.0));
+        let old = std::mem::take(&mut self.held);
         let mut dropped = Vec::new();
         for (key, mut held) in old {
             match self.still_fits(&key, &held) {
                 Some(p) => {
-                    held.assignment.pool = self.pools[p].name().to_owned();
+                    if held.assignment.pool != self.pools[p].name() {
+                        held.assignment.pool = self.pools[p].name().to_owned();
+                    }
                     self.attach(&key, &held);
                     self.held.insert(key, held);
                 }
-                None => dropped.push((key, held.assignment)),
+                None => dropped.push(((*key).clone(), held.assignment)),
             }
         }
-        let held = &self.held;
+        dropped.sort_by(|a, b| a.0.cmp(&b.0));
+        let namespaces: HashSet<&str> = self.held.keys().map(|k| k.namespace.as_str()).collect();
         self.namespace_labels
-            .retain(|ns, _| held.keys().any(|k| &k.namespace == ns));
+            .retain(|ns, _| namespaces.contains(ns.as_str()));
         dropped
     }
 
@@ -311,7 +312,7 @@ impl Allocator {
 
     /// Lets go of a Service's addresses (deleted, or no longer a LoadBalancer).
     pub fn release(&mut self, key: &ServiceKey) -> Option<Assignment> {
-        let held = self.held.remove(key)?;
+        let (_, held) = self.held.remove_entry(key)?;
         self.detach(key, &held);
         Some(held.assignment)
     }
@@ -322,7 +323,7 @@ impl Allocator {
 
     /// Every assignment, in no particular order.
     pub fn assignments(&self) -> impl Iterator<Item = (&ServiceKey, &Assignment)> {
-        self.held.iter().map(|(k, h)| (k, &h.assignment))
+        self.held.iter().map(|(k, h)| (&**k, &h.assignment))
     }
 
     /// The pools, by name.
@@ -351,7 +352,7 @@ impl Allocator {
 
     /// The Services holding `ip`.
     pub fn users_of(&self, ip: &IpAddr) -> impl Iterator<Item = &ServiceKey> {
-        self.users(ip).iter()
+        self.users(ip)
     }
 
     pub fn footprint(&self) -> Footprint {

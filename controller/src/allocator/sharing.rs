@@ -10,22 +10,49 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use ferrolb_crds::addresses::Family;
 
 use super::pool::fam_idx;
 use super::{Addr, AllocError, Allocator, Assignment, Port, ServiceKey, ServiceRequest};
+
+/// A Service's key, shared by every record that mentions the Service so that holding
+/// an address costs a pointer, not two strings.
+pub(super) type Key = Arc<ServiceKey>;
 
 /// The record of one address in use.
 #[derive(Clone, Debug)]
 pub(super) struct IpUse {
     pub(super) pool: u32,
     pub(super) entry: u32,
-    pub(super) users: Vec<ServiceKey>,
-    /// The users' common non-empty sharing key; `None`: the address is not shareable.
-    pub(super) sharing_key: Option<String>,
+    /// Most addresses have one user; more only on shareable ones.
+    first: Key,
+    others: Vec<Key>,
+    /// Set when the address is shareable, i.e. its users carry a sharing key.
+    shared: Option<Box<SharedUse>>,
+}
+
+#[derive(Clone, Debug)]
+struct SharedUse {
+    key: String,
+    backend_key: String,
+    /// Which user exposes each (protocol, port).
+    ports: BTreeMap<Port, Key>,
+}
+
+impl IpUse {
+    pub(super) fn users(&self) -> impl Iterator<Item = &ServiceKey> {
+        std::iter::once(&*self.first).chain(self.others.iter().map(|k| &**k))
+    }
+}
+
+/// A sharing Service's terms: its allow-shared-ip key, backend key and ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Terms {
+    pub(super) key: String,
     pub(super) backend_key: String,
-    /// Which user exposes each (protocol, port); kept for shareable addresses only,
-    /// since nobody can join the others.
-    pub(super) ports: BTreeMap<Port, ServiceKey>,
+    pub(super) ports: Vec<Port>,
 }
 
 /// What the allocator remembers of a Service that holds addresses: enough to undo
@@ -33,10 +60,8 @@ pub(super) struct IpUse {
 #[derive(Clone, Debug)]
 pub(super) struct Held {
     pub(super) assignment: Assignment,
-    pub(super) sharing_key: Option<String>,
-    pub(super) backend_key: String,
-    /// Empty unless the Service shares: ports matter only on shareable addresses.
-    pub(super) ports: Vec<Port>,
+    /// Only for sharing Services: elsewhere ports and backend key never matter.
+    pub(super) terms: Option<Box<Terms>>,
     /// The Service's labels, compact (a `BTreeMap` node costs ~0.5 KiB even for one
     /// label, and every assigned Service keeps these).
     pub(super) labels: Box<[(String, String)]>,
@@ -48,22 +73,27 @@ pub(super) fn sharing_key(req: &ServiceRequest) -> Option<&str> {
 }
 
 impl Held {
-    pub(super) fn new(req: &ServiceRequest, assignment: Assignment) -> Held {
-        let sharing = sharing_key(req).map(str::to_owned);
-        Held {
-            assignment,
-            ports: if sharing.is_some() {
-                req.ports.clone()
-            } else {
-                Vec::new()
-            },
-            sharing_key: sharing,
-            backend_key: req.backend_key.clone(),
-            labels: req
+    /// The record for `req`; `prev` is what the Service held before, whose labels are
+    /// reused when unchanged (the common case on every reconcile).
+    pub(super) fn new(req: &ServiceRequest, assignment: Assignment, prev: Option<Held>) -> Held {
+        let labels = match prev {
+            Some(p) if p.labels.iter().map(|(k, v)| (k, v)).eq(req.labels.iter()) => p.labels,
+            _ => req
                 .labels
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+        };
+        Held {
+            assignment,
+            terms: sharing_key(req).map(|k| {
+                Box::new(Terms {
+                    key: k.to_owned(),
+                    backend_key: req.backend_key.clone(),
+                    ports: req.ports.clone(),
+                })
+            }),
+            labels,
         }
     }
 
@@ -72,8 +102,7 @@ impl Held {
     }
 }
 
-/// Why `req` may not join the users of an address, if it may not; `users` excludes
-/// the requesting Service itself.
+/// Why `req` may not join the users of an address, if it may not.
 enum Refusal<'a> {
     NoKey(&'a ServiceKey),
     TheyDoNotShare(&'a ServiceKey),
@@ -83,27 +112,28 @@ enum Refusal<'a> {
 }
 
 fn refusal<'a>(u: &'a IpUse, req: &'a ServiceRequest) -> Option<Refusal<'a>> {
-    let other = u.users.iter().find(|k| **k != req.key)?;
+    let other = u.users().find(|k| **k != req.key)?;
     let Some(mine) = sharing_key(req) else {
         return Some(Refusal::NoKey(other));
     };
-    let Some(theirs) = u.sharing_key.as_deref() else {
+    let Some(shared) = u.shared.as_deref() else {
         return Some(Refusal::TheyDoNotShare(other));
     };
-    if theirs != mine {
-        return Some(Refusal::OtherKey(other, theirs));
+    if shared.key != mine {
+        return Some(Refusal::OtherKey(other, &shared.key));
     }
-    if u.backend_key != req.backend_key {
+    if shared.backend_key != req.backend_key {
         return Some(Refusal::OtherBackend(other));
     }
     req.ports
         .iter()
         .find_map(|p| {
-            u.ports
+            shared
+                .ports
                 .get_key_value(p)
-                .filter(|(_, owner)| **owner != req.key)
+                .filter(|(_, owner)| ***owner != req.key)
         })
-        .map(|(p, owner)| Refusal::Port(p, owner))
+        .map(|(p, owner)| Refusal::Port(p, &**owner))
 }
 
 impl Allocator {
@@ -153,16 +183,18 @@ impl Allocator {
     /// Records `key` as a user of the addresses of `held`. The caller has checked the
     /// sharing rules; addresses outside every pool cannot be recorded and are skipped
     /// (nothing could be handed out twice through them).
-    pub(super) fn attach(&mut self, key: &ServiceKey, held: &Held) {
+    pub(super) fn attach(&mut self, key: &Key, held: &Held) {
         for ip in &held.assignment.ips {
             let a = Addr::of(*ip);
             if let Some(u) = self.in_use.get_mut(&a) {
-                if !u.users.contains(key) {
-                    u.users.push(key.clone());
+                if u.users().all(|k| k != &**key) {
+                    u.others.push(key.clone());
                 }
-                if u.sharing_key.is_some() {
-                    for p in &held.ports {
-                        u.ports.insert(p.clone(), key.clone());
+                if let (Some(shared), Some(terms)) =
+                    (u.shared.as_deref_mut(), held.terms.as_deref())
+                {
+                    for p in &terms.ports {
+                        shared.ports.insert(p.clone(), key.clone());
                     }
                 }
                 continue;
@@ -174,28 +206,25 @@ impl Allocator {
                 p.take(entry, a.n);
                 p.assigned[fam_idx(a.family)] += 1;
             }
-            let ports = match &held.sharing_key {
-                Some(k) => {
-                    self.shared
-                        .entry(k.clone())
-                        .or_default()
-                        .insert((pool as u32, entry, a));
-                    held.ports
-                        .iter()
-                        .map(|p| (p.clone(), key.clone()))
-                        .collect()
-                }
-                None => BTreeMap::new(),
-            };
+            let shared = held.terms.as_deref().map(|t| {
+                self.shared
+                    .entry(t.key.clone())
+                    .or_default()
+                    .insert((pool as u32, entry, a));
+                Box::new(SharedUse {
+                    key: t.key.clone(),
+                    backend_key: t.backend_key.clone(),
+                    ports: t.ports.iter().map(|p| (p.clone(), key.clone())).collect(),
+                })
+            });
             self.in_use.insert(
                 a,
                 IpUse {
                     pool: pool as u32,
                     entry,
-                    users: vec![key.clone()],
-                    sharing_key: held.sharing_key.clone(),
-                    backend_key: held.backend_key.clone(),
-                    ports,
+                    first: key.clone(),
+                    others: Vec::new(),
+                    shared,
                 },
             );
         }
@@ -208,26 +237,35 @@ impl Allocator {
             let Some(u) = self.in_use.get_mut(&a) else {
                 continue;
             };
-            u.users.retain(|k| k != key);
-            u.ports.retain(|_, k| k != key);
-            if !u.users.is_empty() {
-                continue;
+            if let Some(shared) = u.shared.as_deref_mut() {
+                shared.ports.retain(|_, k| **k != *key);
             }
-            let Some(u) = self.in_use.remove(&a) else {
-                continue;
-            };
-            if let Some(p) = self.pools.get_mut(u.pool as usize) {
-                p.give(u.entry, a.n);
-                let count = &mut p.assigned[fam_idx(a.family)];
-                *count = count.saturating_sub(1);
-            }
-            if let Some(k) = &u.sharing_key
-                && let Some(set) = self.shared.get_mut(k)
-            {
-                set.remove(&(u.pool, u.entry, a));
-                if set.is_empty() {
-                    self.shared.remove(k);
+            u.others.retain(|k| **k != *key);
+            if *u.first == *key {
+                match u.others.pop() {
+                    Some(next) => u.first = next,
+                    None => self.release_addr(a),
                 }
+            }
+        }
+    }
+
+    /// Forgets an address nobody uses any more: it becomes free again.
+    fn release_addr(&mut self, a: Addr) {
+        let Some(u) = self.in_use.remove(&a) else {
+            return;
+        };
+        if let Some(p) = self.pools.get_mut(u.pool as usize) {
+            p.give(u.entry, a.n);
+            let count = &mut p.assigned[fam_idx(a.family)];
+            *count = count.saturating_sub(1);
+        }
+        if let Some(shared) = &u.shared
+            && let Some(set) = self.shared.get_mut(&shared.key)
+        {
+            set.remove(&(u.pool, u.entry, a));
+            if set.is_empty() {
+                self.shared.remove(&shared.key);
             }
         }
     }
@@ -235,12 +273,7 @@ impl Allocator {
     /// The first address of family `f` in pool `p` that `req` may take: for a sharing
     /// Service a compatible address already in use (pool order), else the first free
     /// one. Takes nothing.
-    pub(super) fn pick(
-        &mut self,
-        p: usize,
-        f: ferrolb_crds::addresses::Family,
-        req: &ServiceRequest,
-    ) -> Option<Addr> {
+    pub(super) fn pick(&mut self, p: usize, f: Family, req: &ServiceRequest) -> Option<Addr> {
         if let Some(k) = sharing_key(req)
             && let Some(set) = self.shared.get(k)
         {
@@ -258,11 +291,12 @@ impl Allocator {
         Some(Addr { family: f, n })
     }
 
-    /// Users of an address (empty when free).
-    pub(super) fn users(&self, ip: &IpAddr) -> &[ServiceKey] {
+    /// Users of an address (none when free).
+    pub(super) fn users(&self, ip: &IpAddr) -> impl Iterator<Item = &ServiceKey> {
         self.in_use
             .get(&Addr::of(*ip))
-            .map_or(&[], |u| u.users.as_slice())
+            .into_iter()
+            .flat_map(IpUse::users)
     }
 }
 

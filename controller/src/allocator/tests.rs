@@ -1117,14 +1117,22 @@ fn check_invariants(a: &Allocator) {
         users.sort();
         assert_eq!(listed, users, "users of {i}");
         if users.len() > 1 {
-            let k = &a.held[users[0]].sharing_key;
-            assert!(k.is_some(), "{i} shared by {users:?} without a key");
+            let terms = |k: &ServiceKey| {
+                a.held[k]
+                    .terms
+                    .as_deref()
+                    .unwrap_or_else(|| panic!("{i} shared by {k} without a key"))
+            };
+            let first = terms(users[0]);
             let mut ports = BTreeSet::new();
             for u in &users {
-                let h = &a.held[*u];
-                assert_eq!(&h.sharing_key, k);
-                assert_eq!(h.backend_key, a.held[users[0]].backend_key);
-                for p in &h.ports {
+                let t = terms(u);
+                assert_eq!(
+                    (&t.key, &t.backend_key),
+                    (&first.key, &first.backend_key),
+                    "{i}: {u}"
+                );
+                for p in &t.ports {
                     assert!(ports.insert(p.clone()), "{i}: port {p:?} twice");
                 }
             }
@@ -1277,4 +1285,71 @@ fn random_operations_keep_the_invariants() {
             "never saw {what}: {seen:?}"
         );
     }
+}
+
+#[test]
+fn assign_all_extends_and_narrows_reclaimed_services() {
+    let pools = vec![pool("a", &["192.0.2.0/30", "2001:db8::/126"])];
+    let pref = current(
+        fam(
+            req("ns", "pref"),
+            Families::PreferDual {
+                primary: Family::V4,
+            },
+        ),
+        &["192.0.2.1"],
+    );
+    let was_dual = current(req("ns", "was-dual"), &["192.0.2.2", "2001:db8::2"]);
+    let new = fam(req("aa", "new"), Families::RequireDual);
+    let mut a = Allocator::new(pools);
+    let results = a.assign_all([&new, &pref, &was_dual]);
+    let by_key: BTreeMap<&ServiceKey, &Outcome> = results
+        .iter()
+        .map(|(k, r)| (k, r.as_ref().unwrap()))
+        .collect();
+    let o = by_key[&pref.key];
+    assert_eq!(
+        (&o.change, &o.assignment.ips),
+        (&Change::Extended, &ips(&["192.0.2.1", "2001:db8::1"]))
+    );
+    let o = by_key[&was_dual.key];
+    assert_eq!(o.assignment.ips, ips(&["192.0.2.2"]));
+    assert!(
+        matches!(&o.change, Change::Moved { reason, .. } if reason.contains("single-stack IPv4")),
+        "{o:?}"
+    );
+    // The new Service took neither reclaimed address (extensions are new allocations,
+    // in key order: "aa/new" before "ns/pref"); 2001:db8::2 was let go.
+    let o = by_key[&new.key];
+    assert_eq!(o.change, Change::New);
+    assert_eq!(o.assignment.ips, ips(&["192.0.2.0", "2001:db8::"]));
+    assert_eq!(a.users_of(&ip("2001:db8::2")).count(), 0);
+    let s = a.pool_stats("a").unwrap();
+    assert_eq!((s.assigned_v4, s.assigned_v6), (3, 2));
+}
+
+#[test]
+fn labels_and_ports_follow_the_latest_request() {
+    let mut sel = with_alloc(pool("edge", &["192.0.2.0/30"]), 1, &[]);
+    sel.allocation.as_mut().unwrap().service_selectors = selectors(&[("tier", "edge")]);
+    let mut a = Allocator::new(vec![sel.clone(), pool("z", &["198.51.100.0/30"])]);
+    let mut r = sharing(req("ns", "x"), "k", &[("TCP", 80)]);
+    r.labels = labels(&[("tier", "edge")]);
+    assert_eq!(got(&mut a, &r).0, "edge");
+    // Same labels on reassign, new port: the new port is what others collide with.
+    let r2 = sharing(r.clone(), "k", &[("TCP", 81)]);
+    assert_eq!(a.assign(&r2).unwrap().change, Change::Unchanged);
+    let y = requesting(sharing(req("ns", "y"), "k", &[("TCP", 80)]), &["192.0.2.0"]);
+    let mut y = y;
+    y.labels = labels(&[("tier", "edge")]);
+    assert_eq!(got(&mut a, &y), one("edge", "192.0.2.0"));
+    // Labels changed away from the selector: a pool edit now drops x.
+    let mut r3 = r2.clone();
+    r3.labels = labels(&[("tier", "inner")]);
+    let o = a.assign(&r3).unwrap();
+    assert!(
+        matches!(&o.change, Change::Moved { reason, .. } if reason.contains("serviceAllocation")),
+        "{o:?}"
+    );
+    assert_eq!(o.assignment.pool, "z");
 }
