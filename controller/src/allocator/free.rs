@@ -58,6 +58,11 @@ impl FreeSet {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u128, u128)> + '_ {
+        self.iv.iter().map(|(&s, &e)| (s, e))
+    }
+
     pub(super) fn contains(&self, n: u128) -> bool {
         self.iv
             .range(..=n)

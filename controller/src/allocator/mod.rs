@@ -252,8 +252,7 @@ impl Allocator {
     /// `current` = their status addresses), which moves them and says why. Pools with
     /// the same name: the first one counts.
     pub fn set_pools(&mut self, pools: Vec<PoolConfig>) -> Vec<(ServiceKey, Assignment)> {
-        let (mut new_pools, index) = pool::build(pools);
-        pool::fill_free(&mut new_pools, &index);
+        let (new_pools, index) = pool::build(pools);
         let (by_priority, fallback) = pool::auto_orders(&new_pools);
         self.by_name = new_pools
             .iter()
@@ -267,7 +266,8 @@ impl Allocator {
         self.in_use.clear();
         self.shared.clear();
 
-        let old = std::mem::take(&mut self.held);
+        let capacity = self.held.len();
+        let old = std::mem::replace(&mut self.held, HashMap::with_capacity(capacity));
         let mut dropped = Vec::new();
         for (key, mut held) in old {
             match self.still_fits(&key, &held) {
@@ -275,12 +275,13 @@ impl Allocator {
                     if held.assignment.pool != self.pools[p].name() {
                         held.assignment.pool = self.pools[p].name().to_owned();
                     }
-                    self.attach(&key, &held);
+                    self.attach_with(&key, &held, false);
                     self.held.insert(key, held);
                 }
                 None => dropped.push(((*key).clone(), held.assignment)),
             }
         }
+        pool::fill_free(&mut self.pools, &self.index, &self.in_use);
         dropped.sort_by(|a, b| a.0.cmp(&b.0));
         let namespaces: HashSet<&str> = self.held.keys().map(|k| k.namespace.as_str()).collect();
         self.namespace_labels

@@ -239,8 +239,13 @@ fn unclaimed(
     out
 }
 
-/// Makes every piece of freshly built pools free; the caller then takes what is in use.
-pub(super) fn fill_free(pools: &mut [Pool], index: &BTreeMap<Addr, Piece>) {
+/// Fills the free sets of freshly built pools: every piece minus the addresses in
+/// use, in one ordered pass (so a rebuild costs O(n) and leaves one interval per gap).
+pub(super) fn fill_free<V>(
+    pools: &mut [Pool],
+    index: &BTreeMap<Addr, Piece>,
+    in_use: &BTreeMap<Addr, V>,
+) {
     for (start, piece) in index {
         let Some(pool) = pools.get_mut(piece.pool as usize) else {
             continue;
@@ -248,8 +253,26 @@ pub(super) fn fill_free(pools: &mut [Pool], index: &BTreeMap<Addr, Piece>) {
         let Some(entry) = pool.entries.get_mut(piece.entry as usize) else {
             continue;
         };
-        entry.free.push(start.n, piece.last);
-        pool.open[fam_idx(entry.family)].insert(piece.entry);
+        let end = Addr {
+            family: start.family,
+            n: piece.last,
+        };
+        let mut next = Some(start.n);
+        for (used, _) in in_use.range(*start..=end) {
+            let Some(n) = next else { break };
+            if used.n > n {
+                entry.free.push(n, used.n - 1);
+            }
+            next = used.n.checked_add(1);
+        }
+        if let Some(n) = next
+            && n <= piece.last
+        {
+            entry.free.push(n, piece.last);
+        }
+        if !entry.free.is_empty() {
+            pool.open[fam_idx(entry.family)].insert(piece.entry);
+        }
     }
 }
 

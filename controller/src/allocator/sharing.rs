@@ -184,6 +184,12 @@ impl Allocator {
     /// sharing rules; addresses outside every pool cannot be recorded and are skipped
     /// (nothing could be handed out twice through them).
     pub(super) fn attach(&mut self, key: &Key, held: &Held) {
+        self.attach_with(key, held, true);
+    }
+
+    /// [`Self::attach`]; `take_free: false` leaves the free sets alone, for a rebuild
+    /// that derives them from the addresses in use afterwards.
+    pub(super) fn attach_with(&mut self, key: &Key, held: &Held, take_free: bool) {
         for ip in &held.assignment.ips {
             let a = Addr::of(*ip);
             if let Some(u) = self.in_use.get_mut(&a) {
@@ -203,7 +209,9 @@ impl Allocator {
                 continue;
             };
             if let Some(p) = self.pools.get_mut(pool) {
-                p.take(entry, a.n);
+                if take_free {
+                    p.take(entry, a.n);
+                }
                 p.assigned[fam_idx(a.family)] += 1;
             }
             let shared = held.terms.as_deref().map(|t| {

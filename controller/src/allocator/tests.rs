@@ -1029,6 +1029,14 @@ fn ipv6_slash_64_costs_only_what_is_used() {
         (s.assigned_v6, s.available_v6),
         (10_000, (1u128 << 64) - 10_000)
     );
+    // A pool edit rebuilds the free sets from what is in use: still one interval.
+    assert!(a.set_pools(vec![pool("v6", &["2001:db8::/64"])]).is_empty());
+    assert_eq!(a.footprint().free_intervals, 1);
+    assert_eq!(
+        got(&mut a, &v6(req("ns", "one-more"))),
+        one("v6", "2001:db8::2710")
+    );
+    a.release(&key("ns", "one-more"));
     // Holes cost one interval each, and close again.
     for i in (0..10_000).step_by(2) {
         a.release(&key("ns", &format!("s{i}")));
@@ -1137,6 +1145,29 @@ fn check_invariants(a: &Allocator) {
                 }
             }
         }
+    }
+    // Internal consistency: free sets and the in-use map never overlap, and what the
+    // free sets hold (less .0/.255 not yet trimmed) is exactly what stats call available.
+    for (addr, u) in &a.in_use {
+        let entry = &a.pools[u.pool as usize].entries[u.entry as usize];
+        assert!(
+            !entry.free.contains(addr.n),
+            "{} both used and free",
+            addr.ip()
+        );
+    }
+    for pl in &a.pools {
+        let mut free = [0u128; 2];
+        for e in &pl.entries {
+            for (s, l) in e.free.iter() {
+                let usable = (s..=l)
+                    .filter(|n| !(pl.avoids_buggy(e.family) && matches!(n & 0xff, 0 | 0xff)))
+                    .count() as u128;
+                free[pool::fam_idx(e.family)] += usable;
+            }
+        }
+        let s = a.pool_stats(pl.name()).unwrap();
+        assert_eq!(free, [s.available_v4, s.available_v6], "pool {}", pl.name());
     }
     for p in a.pools() {
         let s = a.pool_stats(&p.name).unwrap();
