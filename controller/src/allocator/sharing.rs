@@ -133,7 +133,7 @@ fn refusal<'a>(u: &'a IpUse, req: &'a ServiceRequest) -> Option<Refusal<'a>> {
                 .get_key_value(p)
                 .filter(|(_, owner)| ***owner != req.key)
         })
-        .map(|(p, owner)| Refusal::Port(p, &**owner))
+        .map(|(p, owner)| Refusal::Port(p, owner))
 }
 
 impl Allocator {
