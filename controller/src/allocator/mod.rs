@@ -5,6 +5,25 @@
 //! (see `docs/allocation.md`). The shell (Kubernetes, a directory, the planner) builds
 //! [`PoolConfig`]s and [`ServiceRequest`]s from API objects and writes the results back.
 //!
+//! The order of choice for one Service ([`Allocator::assign`]):
+//!
+//! 1. what it has (the in-memory assignment, or else `current`, its status addresses
+//!    after a restart), while that still satisfies everything it asks: same requested
+//!    IPs, same pool annotation, its families, all addresses in one pool that admits it
+//!    (`serviceAllocation`; `autoAssign` does not matter here) and hands them out
+//!    (avoidBuggyIPs), and the sharing rules. A PreferDualStack Service with one family
+//!    gets the other added from the same pool when free ([`Change::Extended`]);
+//! 2. else the requested IPs: one pool holding them all that admits the Service
+//!    (`autoAssign: false` pools too); with a pool annotation, that pool;
+//! 3. else the annotated pool (any `autoAssign`, still `serviceAllocation`);
+//! 4. else the `autoAssign` pools whose `serviceAllocation` admits the Service, by
+//!    priority (lower first, 0 last) then name; then the `autoAssign` pools without
+//!    `serviceAllocation`, by name.
+//!
+//! Within a pool: entries in the order listed, addresses ascending, .0/.255 skipped
+//! under avoidBuggyIPs; a sharing Service first joins a compatible address of the pool
+//! already in use. Automatic choices list IPv4 first; requested IPs keep their order.
+//!
 //! Costs: `assign` and `release` are O(log n) in the number of addresses in use (plus
 //! the pools skipped because they are full or do not admit the Service, and, for a
 //! sharing Service, the addresses already carrying its sharing key); memory grows with
