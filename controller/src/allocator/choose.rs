@@ -496,6 +496,28 @@ impl Allocator {
         }
     }
 
+    /// See [`Allocator::reclaim`].
+    pub(super) fn reclaim_one(&mut self, req: &ServiceRequest) -> bool {
+        if req.current.is_empty()
+            || self.held.contains_key(&req.key)
+            || validate_request(req).is_err()
+        {
+            return false;
+        }
+        match self.check_keep(req, &req.current) {
+            // A narrowed keep is left to `assign`, which reports the move.
+            Ok(keep) if keep.narrowed.is_none() => {
+                let assignment = Assignment {
+                    pool: self.pool_name(keep.pool).to_owned(),
+                    ips: keep.ips.iter().map(|a| a.ip()).collect(),
+                };
+                self.record(req, assignment, None);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Start-up (and "reprocess all") form of [`Self::assign_one`]; see
     /// [`Allocator::assign_all`].
     pub(super) fn assign_batch(

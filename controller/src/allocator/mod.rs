@@ -330,6 +330,16 @@ impl Allocator {
         self.assign_batch(&reqs)
     }
 
+    /// Start-up building block, for callers that assign one Service at a time: takes
+    /// back `req.current` (its status addresses) if they still satisfy the Service as
+    /// they are, and returns whether it did. Call it for every Service before the
+    /// first [`Self::assign`], so that no new or moved Service can take an address
+    /// another Service already has; `assign` then reports reclaimed Services as
+    /// Unchanged (or Extended). [`Self::assign_all`] does both steps.
+    pub fn reclaim(&mut self, req: &ServiceRequest) -> bool {
+        self.reclaim_one(req)
+    }
+
     /// Lets go of a Service's addresses (deleted, or no longer a LoadBalancer).
     pub fn release(&mut self, key: &ServiceKey) -> Option<Assignment> {
         let (_, held) = self.held.remove_entry(key)?;

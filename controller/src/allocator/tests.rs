@@ -1384,3 +1384,48 @@ fn labels_and_ports_follow_the_latest_request() {
     );
     assert_eq!(o.assignment.pool, "z");
 }
+
+#[test]
+fn reclaim_then_assign_one_at_a_time_never_steals() {
+    // x's status address (.0) is no longer handed out, so x must move; the first
+    // address it could take is .1, which y's status holds.
+    let pools = vec![avoid_buggy(pool("a", &["192.0.2.0/29"]))];
+    let x = current(req("ns", "x"), &["192.0.2.0"]);
+    let y = current(req("ns", "y"), &["192.0.2.1"]);
+
+    // Assigning without reclaiming first: x takes y's address, y has to move.
+    let mut naive = Allocator::new(pools.clone());
+    assert_eq!(
+        naive.assign(&x).unwrap().assignment.ips,
+        ips(&["192.0.2.1"])
+    );
+    assert!(matches!(
+        naive.assign(&y).unwrap().change,
+        Change::Moved { .. }
+    ));
+
+    let mut a = Allocator::new(pools);
+    assert!(!a.reclaim(&x), ".0 no longer satisfies x");
+    assert!(a.reclaim(&y));
+    assert!(!a.reclaim(&y), "already held");
+    let o = a.assign(&x).unwrap();
+    assert_eq!(o.assignment.ips, ips(&["192.0.2.2"]));
+    assert!(
+        matches!(&o.change, Change::Moved { reason, .. } if reason.contains("avoidBuggyIPs")),
+        "{o:?}"
+    );
+    let o = a.assign(&y).unwrap();
+    assert_eq!(
+        (o.change, o.assignment.ips),
+        (Change::Unchanged, ips(&["192.0.2.1"]))
+    );
+
+    // Narrowing is left to assign, which reports the move.
+    let mut b = Allocator::new(vec![pool("a", &["192.0.2.0/30", "2001:db8::/126"])]);
+    let narrowed = current(req("ns", "n"), &["192.0.2.0", "2001:db8::"]);
+    assert!(!b.reclaim(&narrowed));
+    assert!(matches!(
+        b.assign(&narrowed).unwrap().change,
+        Change::Moved { .. }
+    ));
+}
