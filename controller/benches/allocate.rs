@@ -348,6 +348,24 @@ fn main() {
     );
     drop(c);
 
+    // Phase 2c: the engine's way: reclaim every Service, then assign each.
+    let t = Instant::now();
+    let mut d = Allocator::new(pools.clone());
+    let reclaimed = reqs.iter().filter(|r| d.reclaim(r)).count();
+    let mut unchanged = 0;
+    for r in &reqs {
+        if matches!(d.assign(r), Ok(o) if o.change == Change::Unchanged) {
+            unchanged += 1;
+        }
+    }
+    let phase2c = t.elapsed();
+    println!(
+        "phase 2c restart (reclaim all, then assign) {:>4.1} ms  ({})   {reclaimed} reclaimed, {unchanged} unchanged",
+        phase2c.as_secs_f64() * 1e3,
+        per_op(phase2c)
+    );
+    drop(d);
+
     // Phase 3: a pool edit (reordered and renamed, same addresses), then release all.
     let mut edited = pools.clone();
     edited.reverse();
