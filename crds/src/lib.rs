@@ -16,9 +16,11 @@ pub mod bfd;
 pub mod bgp;
 pub mod community;
 pub mod condition;
+pub mod documents;
 pub mod l2;
 pub mod pool;
 pub mod selector;
+pub mod standalone;
 pub mod validate;
 
 pub use bfd::{BFDProfile, BFDProfileSpec};

@@ -1,0 +1,152 @@
+//! The standalone record shared by the programs: `PATH/.ferrolb/assignments.yaml`, where
+//! `ferrolb-controller --source dir:PATH` writes which Service holds which addresses and
+//! the speaker reads them.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The directory, inside `PATH`, where the controller writes its results.
+pub const STATE_DIR: &str = ".ferrolb";
+/// The assignment record, in [`STATE_DIR`].
+pub const ASSIGNMENTS_FILE: &str = "assignments.yaml";
+/// `apiVersion` of the files the controller writes.
+pub const API_VERSION: &str = "ferrolb.io/v1beta1";
+/// `kind` of `assignments.yaml`.
+pub const ASSIGNMENT_LIST_KIND: &str = "AssignmentList";
+
+/// `PATH/.ferrolb/assignments.yaml`.
+pub fn assignments_path(dir: &Path) -> PathBuf {
+    dir.join(STATE_DIR).join(ASSIGNMENTS_FILE)
+}
+
+/// The content of `PATH/.ferrolb/assignments.yaml`: which Service holds which addresses.
+///
+/// ```yaml
+/// apiVersion: ferrolb.io/v1beta1
+/// kind: AssignmentList
+/// items:
+///   - namespace: default
+///     name: web
+///     ips: ["198.51.100.200", "2001:db8:51::200"]
+///     pool: lan
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignmentList {
+    pub api_version: String,
+    pub kind: String,
+    /// One per Service with at least one address, sorted by namespace, then name.
+    #[serde(default)]
+    pub items: Vec<ServiceAssignment>,
+}
+
+/// One Service's addresses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceAssignment {
+    pub namespace: String,
+    pub name: String,
+    /// In the order of `status.loadBalancer.ingress`.
+    #[serde(serialize_with = "quoted_ips")]
+    pub ips: Vec<IpAddr>,
+    /// The pool the addresses come from.
+    pub pool: String,
+}
+
+/// Addresses as a flow sequence of quoted strings (`["198.51.100.1", "2001:db8::1"]`):
+/// quoted, so that no YAML reader takes an address for a number.
+pub fn quoted_ips<S: serde::Serializer>(ips: &[IpAddr], s: S) -> Result<S::Ok, S::Error> {
+    let quoted: Vec<_> = ips
+        .iter()
+        .map(|ip| serde_saphyr::DoubleQuoted(ip.to_string()))
+        .collect();
+    serde_saphyr::FlowSeq(quoted).serialize(s)
+}
+
+impl Default for AssignmentList {
+    fn default() -> Self {
+        AssignmentList::new(Vec::new())
+    }
+}
+
+/// Why `assignments.yaml` could not be used.
+#[derive(Debug, Error)]
+pub enum AssignmentError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}: not a valid AssignmentList: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl AssignmentList {
+    /// A list of these items, sorted by namespace, then name.
+    pub fn new(mut items: Vec<ServiceAssignment>) -> Self {
+        items.sort();
+        AssignmentList {
+            api_version: API_VERSION.into(),
+            kind: ASSIGNMENT_LIST_KIND.into(),
+            items,
+        }
+    }
+
+    /// Parses the file's text. `origin` names it in errors. Checks `apiVersion` and
+    /// `kind`, and that no Service is listed twice; items are returned sorted.
+    pub fn parse(text: &str, origin: &str) -> Result<AssignmentList, AssignmentError> {
+        let invalid = |message: String| AssignmentError::Invalid {
+            origin: origin.into(),
+            message: message.split_whitespace().collect::<Vec<_>>().join(" "),
+        };
+        let list: AssignmentList =
+            serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if list.api_version != API_VERSION || list.kind != ASSIGNMENT_LIST_KIND {
+            return Err(invalid(format!(
+                "expected apiVersion {API_VERSION} and kind {ASSIGNMENT_LIST_KIND}, found {} {}",
+                list.api_version, list.kind
+            )));
+        }
+        let mut seen = BTreeSet::new();
+        for item in &list.items {
+            if !seen.insert((&item.namespace, &item.name)) {
+                return Err(invalid(format!(
+                    "{}/{} is listed twice",
+                    item.namespace, item.name
+                )));
+            }
+        }
+        Ok(AssignmentList::new(list.items))
+    }
+
+    /// Reads `PATH/.ferrolb/assignments.yaml`; `Ok(None)` when it does not exist.
+    pub fn read(dir: &Path) -> Result<Option<AssignmentList>, AssignmentError> {
+        let path = assignments_path(dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => AssignmentList::parse(&text, &path.display().to_string()).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(AssignmentError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// The file's text: a header comment and the list, addresses in flow style.
+    pub fn to_yaml(&self) -> String {
+        let body = serde_saphyr::to_string(self).expect("an AssignmentList always serializes");
+        format!(
+            "# Written by ferrolb-controller (--source dir): the addresses it assigned. Do not edit.\n{body}"
+        )
+    }
+
+    /// The assignment of one Service.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&ServiceAssignment> {
+        self.items
+            .iter()
+            .find(|i| i.namespace == namespace && i.name == name)
+    }
+}
