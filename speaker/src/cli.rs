@@ -1,0 +1,84 @@
+//! Command-line interface of `ferrolb-speaker`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Where inputs come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The Kubernetes API.
+    Kube,
+    /// The directory the controller's standalone mode reads and writes.
+    Dir(PathBuf),
+}
+
+impl std::str::FromStr for Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            _ if s == "kube" => Ok(Source::Kube),
+            Some(("dir", path)) if !path.is_empty() => Ok(Source::Dir(PathBuf::from(path))),
+            _ => Err(format!("expected `kube` or `dir:PATH`, got {s:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    s.parse::<kube_duration::Duration>()
+        .map(Into::into)
+        .map_err(|e| format!("{s:?}: {e}"))
+}
+
+mod kube_duration {
+    pub use kube::core::Duration;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrolb-speaker",
+    version,
+    about = "Announces service IPs assigned by ferrolb-controller"
+)]
+pub struct Cli {
+    /// This node's name, as in its Node object.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// `kube` (default) or `dir:PATH`.
+    #[arg(long, default_value = "kube")]
+    pub source: Source,
+    /// Handle only Services with this spec.loadBalancerClass (default: Services without a class).
+    #[arg(long, env = "FERROLB_LB_CLASS")]
+    pub lb_class: Option<String>,
+    /// UDP address for gossip between speakers.
+    #[arg(long, default_value = "0.0.0.0:7946")]
+    pub gossip_bind: SocketAddr,
+    /// File holding the shared gossip secret. Without it gossip is off and Node readiness
+    /// alone decides who is alive (slower failover).
+    #[arg(long, env = "FERROLB_GOSSIP_SECRET_FILE")]
+    pub gossip_secret_file: Option<PathBuf>,
+    /// Prometheus metrics listen address.
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    pub metrics_addr: SocketAddr,
+    /// /healthz and /readyz listen address.
+    #[arg(long, default_value = "127.0.0.1:7473")]
+    pub health_addr: SocketAddr,
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Interface name patterns never announced on (regular expressions; replaces the
+    /// default list when given).
+    #[arg(long = "exclude-interface")]
+    pub exclude_interfaces: Vec<String>,
+    /// Re-send gratuitous ARP / unsolicited NA for owned IPs this often (e.g. 30s), so
+    /// switch tables never age out. Off by default.
+    #[arg(long, value_parser = duration)]
+    pub garp_refresh: Option<Duration>,
+}

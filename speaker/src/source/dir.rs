@@ -1,0 +1,288 @@
+//! The standalone source: the directory that `ferrolb-controller --source dir:PATH` reads
+//! and writes. The speaker reads the same Kubernetes-shaped YAML (Nodes, Services,
+//! EndpointSlices, IPAddressPools, L2Advertisements) and the controller's record of
+//! assigned addresses, and turns them into a [`World`].
+//!
+//! A file that does not parse keeps its last good objects, as in the controller: a
+//! half-saved edit must not make every node stop announcing.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use ferrolb_crds::documents::Inputs;
+use ferrolb_crds::standalone::AssignmentList;
+use ferrolb_crds::validate::{Problem, check_pools};
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+use kube::ResourceExt;
+
+use crate::world::{self, L2Ad, Node, ServiceInfo, World};
+
+/// What one read of the directory yields.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub world: World,
+    /// Gossip peers: every node's InternalIP, by node name.
+    pub node_addresses: BTreeMap<String, IpAddr>,
+    /// Files that could not be read (their last good content is used), and objects that
+    /// cannot be used.
+    pub problems: Vec<String>,
+}
+
+/// Reads a directory, remembering each file's last good objects.
+#[derive(Debug)]
+pub struct DirSource {
+    dir: PathBuf,
+    lb_class: Option<String>,
+    last_good: BTreeMap<PathBuf, String>,
+    stamp: Vec<(PathBuf, Option<SystemTime>, u64)>,
+}
+
+fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with('.')
+                && (name.ends_with(".yaml") || name.ends_with(".yml"))
+                && p.is_file()
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+impl DirSource {
+    pub fn new(dir: PathBuf, lb_class: Option<String>) -> DirSource {
+        DirSource {
+            dir,
+            lb_class,
+            last_good: BTreeMap::new(),
+            stamp: Vec::new(),
+        }
+    }
+
+    /// True when a file (or the controller's record) changed since the last call.
+    pub fn changed(&mut self) -> bool {
+        let mut files = yaml_files(&self.dir).unwrap_or_default();
+        files.push(ferrolb_crds::standalone::assignments_path(&self.dir));
+        let stamp: Vec<_> = files
+            .into_iter()
+            .map(|p| {
+                let meta = std::fs::metadata(&p).ok();
+                let mtime = meta.as_ref().and_then(|m| m.modified().ok());
+                let len = meta.map(|m| m.len()).unwrap_or(0);
+                (p, mtime, len)
+            })
+            .collect();
+        let changed = stamp != self.stamp;
+        self.stamp = stamp;
+        changed
+    }
+
+    /// Reads everything and builds the world.
+    pub fn read(&mut self) -> Result<Snapshot, std::io::Error> {
+        let mut problems = Vec::new();
+        let mut inputs = Inputs::default();
+        let files = yaml_files(&self.dir)?;
+        self.last_good.retain(|p, _| files.contains(p));
+        for f in files {
+            let origin = f.display().to_string();
+            let text = match std::fs::read_to_string(&f) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(format!("{origin}: {e}"));
+                    continue;
+                }
+            };
+            let mut one = Inputs::default();
+            match one.parse(&text, &origin) {
+                Ok(()) => {
+                    self.last_good.insert(f.clone(), text);
+                }
+                Err(e) => {
+                    problems.push(format!("{e} (using its last good content)"));
+                    let Some(good) = self.last_good.get(&f) else {
+                        continue;
+                    };
+                    one = Inputs::default();
+                    if one.parse(good, &origin).is_err() {
+                        continue;
+                    }
+                }
+            }
+            merge(&mut inputs, one);
+        }
+        let record = match AssignmentList::read(&self.dir) {
+            Ok(r) => r.unwrap_or_default(),
+            Err(e) => {
+                problems.push(e.to_string());
+                AssignmentList::default()
+            }
+        };
+        Ok(build(inputs, &record, self.lb_class.as_deref(), problems))
+    }
+}
+
+fn merge(into: &mut Inputs, from: Inputs) {
+    into.pools.extend(from.pools);
+    into.services.extend(from.services);
+    into.namespaces.extend(from.namespaces);
+    into.nodes.extend(from.nodes);
+    into.endpoint_slices.extend(from.endpoint_slices);
+    into.l2_advertisements.extend(from.l2_advertisements);
+    into.bgp_advertisements.extend(from.bgp_advertisements);
+    into.bgp_peers.extend(from.bgp_peers);
+    into.communities.extend(from.communities);
+    into.bfd_profiles.extend(from.bfd_profiles);
+}
+
+/// Builds the world from parsed inputs and the controller's record (pure).
+pub fn build(
+    mut inputs: Inputs,
+    record: &AssignmentList,
+    lb_class: Option<&str>,
+    mut problems: Vec<String>,
+) -> Snapshot {
+    let pools = check_pools(&inputs.pools);
+    problems.extend(pools.problems.iter().map(Problem::to_string));
+    let endpoints = world::endpoints_by_service(&inputs.endpoint_slices);
+    let mut w = World::default();
+    let mut node_addresses = BTreeMap::new();
+    for n in &inputs.nodes {
+        let Some(node) = Node::from_kube(n) else {
+            continue;
+        };
+        let internal = n
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+            .and_then(|a| a.address.parse().ok());
+        if let Some(ip) = internal {
+            node_addresses.insert(node.name.clone(), ip);
+        }
+        w.insert_node(node);
+    }
+    for svc in &mut inputs.services {
+        let spec = svc.spec.clone().unwrap_or_default();
+        if spec.type_.as_deref() != Some("LoadBalancer")
+            || spec.load_balancer_class.as_deref() != lb_class
+        {
+            continue;
+        }
+        let namespace = svc.namespace().unwrap_or_else(|| "default".into());
+        let Some(a) = record.get(&namespace, &svc.name_any()) else {
+            continue;
+        };
+        svc.metadata.namespace = Some(namespace.clone());
+        svc.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(
+                    a.ips
+                        .iter()
+                        .map(|ip| LoadBalancerIngress {
+                            ip: Some(ip.to_string()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+            }),
+            ..Default::default()
+        });
+        let key = world::ServiceKey::new(namespace, svc.name_any());
+        let eps = endpoints.get(&key).cloned().unwrap_or_default();
+        w.insert_service(ServiceInfo::from_service(svc, &pools, eps));
+    }
+    let labels = world::pool_labels(&inputs.pools);
+    for ad in &inputs.l2_advertisements {
+        match L2Ad::from_crd(ad, &labels) {
+            Ok(ad) => w.l2_ads.push(ad),
+            Err(p) => problems.push(p.to_string()),
+        }
+    }
+    Snapshot {
+        world: w,
+        node_addresses,
+        problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: node1}
+status:
+  conditions: [{type: Ready, status: "True"}]
+  addresses: [{type: InternalIP, address: 198.51.100.11}]
+---
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lan, namespace: ferrolb-system}
+spec: {addresses: [198.51.100.200-198.51.100.250]}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: lan, namespace: ferrolb-system}
+spec: {ipAddressPools: [lan]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other-class, namespace: default}
+spec: {type: LoadBalancer, loadBalancerClass: x, ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints: [{addresses: [10.244.1.5], nodeName: node1, conditions: {ready: true}}]
+"#;
+
+    const RECORD: &str = "apiVersion: ferrolb.io/v1beta1\nkind: AssignmentList\nitems:\n- {namespace: default, name: web, ips: ['198.51.100.200'], pool: lan}\n- {namespace: default, name: other-class, ips: ['198.51.100.201'], pool: lan}\n";
+
+    #[test]
+    fn world_from_a_standalone_directory() {
+        let dir = std::env::temp_dir().join(format!("flb-speaker-dir-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join(".ferrolb")).unwrap();
+        std::fs::write(dir.join("cluster.yaml"), CLUSTER).unwrap();
+        std::fs::write(dir.join(".ferrolb/assignments.yaml"), RECORD).unwrap();
+        let mut src = DirSource::new(dir.clone(), None);
+        assert!(src.changed());
+        assert!(!src.changed());
+        let snap = src.read().unwrap();
+        assert_eq!(
+            snap.node_addresses.get("node1"),
+            Some(&"198.51.100.11".parse().unwrap())
+        );
+        assert_eq!(snap.world.services.len(), 1, "only this class");
+        let web = snap.world.services.values().next().unwrap();
+        assert_eq!(web.ips, vec!["198.51.100.200".parse::<IpAddr>().unwrap()]);
+        assert_eq!(web.pool, "lan");
+        assert_eq!(web.endpoints.len(), 1);
+        assert!(snap.world.nodes["node1"].ready);
+        assert_eq!(snap.world.l2_ads.len(), 1);
+        // A broken edit keeps the last good content.
+        std::fs::write(dir.join("cluster.yaml"), "kind: [broken").unwrap();
+        assert!(src.changed());
+        let snap = src.read().unwrap();
+        assert_eq!(snap.world.services.len(), 1);
+        assert!(
+            snap.problems
+                .iter()
+                .any(|p| p.contains("cluster.yaml") && p.contains("last good")),
+            "{:?}",
+            snap.problems
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,3 @@
+//! Where the speaker's inputs come from: the standalone directory ([`dir`]).
+
+pub mod dir;
