@@ -45,18 +45,29 @@ use crate::world::{L2Ad, Node, ServiceInfo, ServiceKey, World};
 /// string: RFC 5952 for IPv6 (as Rust's `Display`), and an IPv4-mapped IPv6 address as
 /// plain IPv4.
 pub fn rank(node: &str, first_ip: IpAddr) -> [u8; 32] {
+    rank_text(node, &hash_text(first_ip))
+}
+
+fn hash_text(ip: IpAddr) -> String {
+    ip.to_canonical().to_string()
+}
+
+/// [`rank`] with the address already written, so an election writes it once per Service
+/// rather than once per node.
+fn rank_text(node: &str, ip: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(node.as_bytes());
     h.update(b"#");
-    h.update(first_ip.to_canonical().to_string().as_bytes());
+    h.update(ip.as_bytes());
     h.finalize().into()
 }
 
 /// Orders candidate nodes for a Service whose first address is `first_ip`: the first is
 /// the leader, the second takes over if it goes, and so on.
 pub fn l2_candidates_order<'a>(nodes: &[&'a str], first_ip: IpAddr) -> Vec<&'a str> {
+    let ip = hash_text(first_ip);
     let mut out = nodes.to_vec();
-    out.sort_by_cached_key(|n| rank(n, first_ip));
+    out.sort_by_cached_key(|n| rank_text(n, &ip));
     out
 }
 
@@ -247,6 +258,7 @@ fn decide<'w>(
             .filter_map(|e| e.node.as_deref())
             .collect()
     });
+    let ip = hash_text(first_ip);
     // Only the first candidate matters, so a minimum rather than a sort.
     let leader = fit
         .iter()
@@ -254,7 +266,7 @@ fn decide<'w>(
         .filter(|(i, _)| ads.iter().any(|&a| selected[a][*i]))
         .filter(|(_, n)| local.as_ref().is_none_or(|l| l.contains(n.name.as_str())))
         .map(|(_, n)| n.name.as_str())
-        .min_by_key(|n| rank(n, first_ip))
+        .min_by_key(|n| rank_text(n, &ip))
         .ok_or(NotAnnounced::NoEligibleNode)?;
     Ok(Decided {
         leader,

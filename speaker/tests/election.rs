@@ -83,13 +83,17 @@ fn key(name: &str) -> ServiceKey {
     ServiceKey::new("ns", name)
 }
 
-/// Each address announced by some node, with that node (the first claimer; the
-/// properties check there is only one).
+/// Each announced address with its announcer, from the cluster-wide election (which
+/// `every_speaker_agrees_and_each_ip_has_one_announcer` checks against what each node's
+/// `announcements` say).
 fn owners(w: &World, live: &BTreeSet<String>) -> BTreeMap<IpAddr, String> {
+    let election = l2_election(w, live);
     let mut out = BTreeMap::new();
-    for n in w.nodes.keys() {
-        for ip in announcements(w, n, live).l2.keys() {
-            out.entry(*ip).or_insert_with(|| n.clone());
+    for (k, outcome) in &election {
+        if let Ok(l) = outcome {
+            for ip in &w.services[k].ips {
+                out.insert(*ip, l.clone());
+            }
         }
     }
     out
