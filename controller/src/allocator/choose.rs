@@ -10,7 +10,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -81,14 +80,6 @@ fn validate_request(req: &ServiceRequest) -> Result<(), AllocError> {
         )),
         _ => Ok(()),
     }
-}
-
-/// A fixed-per-build hash of a Service key (SipHash with zero keys: the same in every
-/// run of one binary).
-fn key_hash(key: &ServiceKey) -> u64 {
-    let mut h = DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
 }
 
 fn wanted(families: Families) -> String {
@@ -537,19 +528,15 @@ impl Allocator {
         let mut results: Vec<Option<Result<Outcome, AllocError>>> = vec![None; reqs.len()];
         // Pass 1: every Service whose current addresses still satisfy it takes them
         // back before anything is handed out, most addresses first (as MetalLB), then
-        // in an order fixed by each key's hash: that decides conflicting statuses the
-        // same way whatever the input order, and sorts 50,000 Services on integers
-        // rather than strings. Extensions and moves wait.
-        let mut reclaim: Vec<(Reverse<usize>, u64, usize)> = (0..reqs.len())
+        // by key, so conflicting statuses are settled the same way whatever the input
+        // order. Extensions and moves wait.
+        let mut reclaim: Vec<usize> = (0..reqs.len())
             .filter(|&i| !reqs[i].current.is_empty() && !self.held.contains_key(&reqs[i].key))
-            .map(|i| (Reverse(reqs[i].current.len()), key_hash(&reqs[i].key), i))
             .collect();
-        reclaim.sort_unstable_by(|a, b| {
-            (a.0, a.1)
-                .cmp(&(b.0, b.1))
-                .then_with(|| reqs[a.2].key.cmp(&reqs[b.2].key))
+        reclaim.sort_by(|&a, &b| {
+            (Reverse(reqs[a].current.len()), &reqs[a].key)
+                .cmp(&(Reverse(reqs[b].current.len()), &reqs[b].key))
         });
-        let reclaim: Vec<usize> = reclaim.into_iter().map(|(_, _, i)| i).collect();
         for i in reclaim {
             let req = reqs[i];
             if validate_request(req).is_err() || self.held.contains_key(&req.key) {

@@ -319,10 +319,10 @@ impl Allocator {
 
     /// Assigns many Services at once, as after a (re)start: first every Service takes
     /// back the addresses of its `current` status that still satisfy it (most
-    /// addresses first; two statuses claiming one address are settled by an order
-    /// fixed per key), so no new allocation can take an address another Service
-    /// already has; then the others are assigned as by [`Self::assign`], by key. The
-    /// result is in input order and does not depend on it.
+    /// addresses first, then by key: of two statuses claiming one address, the smaller
+    /// key keeps it), so no new allocation can take an address another Service already
+    /// has; then the others are assigned as by [`Self::assign`], by key. The result is
+    /// in input order and does not depend on it.
     pub fn assign_all<'a>(
         &mut self,
         reqs: impl IntoIterator<Item = &'a ServiceRequest>,

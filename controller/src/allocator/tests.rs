@@ -989,6 +989,7 @@ fn conflicting_statuses_resolve_the_same_way_whatever_the_order() {
         (&y.key, &x.key)
     };
     assert_eq!(first.assignment(winner).unwrap().ips, ips(&["192.0.2.3"]));
+    assert_eq!(winner, &x.key, "the smaller key keeps the address");
     for results in [&r1, &r2] {
         let moved = results
             .iter()
