@@ -181,15 +181,19 @@ fn mutated_valid_frames_never_panic() {
         run_all(seed, usize::MAX);
     }
     let mut outcomes = [0_usize; 2];
+    let mut answered = 0;
     for i in 0..100_000 {
         let mut frame = all[rng.below(all.len())].clone();
         mutate(&mut rng, &mut frame);
         run_all(&frame, i);
         let parsed = arp::parse(&frame).is_ok() || ndp::parse(&frame).is_ok();
         outcomes[usize::from(parsed)] += 1;
+        answered += usize::from(answers(&frame));
     }
-    // Both outcomes occur: the mutations are neither all fatal nor all harmless.
+    // Both outcomes occur: the mutations are neither all fatal nor all harmless, and
+    // many mutated frames get as far as building an answer.
     assert!(outcomes.iter().all(|&n| n > 1_000), "{outcomes:?}");
+    assert!(answered > 1_000, "{answered}");
 }
 
 #[test]
@@ -347,6 +351,28 @@ fn every_option_length_byte_in_every_position() {
             let frame = ns_with_options(&area);
             assert_eq!(observed(&frame), model(&area), "units {units}, size {size}");
         }
+    }
+}
+
+/// Whether we answer `frame` as the host it is addressed to, owning every address
+/// (the identity `fuzz_frame` takes).
+fn answers(frame: &[u8]) -> bool {
+    let Some(dst) = frame.get(..6) else {
+        return false;
+    };
+    let us = MacAddr(dst.try_into().unwrap());
+    let us = if us.is_unicast() {
+        us
+    } else {
+        MacAddr([2, 0, 0, 0, 0, 1])
+    };
+    let link_local = "fe80::1".parse().unwrap();
+    match (arp::parse(frame), ndp::parse(frame)) {
+        (Ok(asked), _) => arp::reply_for(&asked, us, |_| true).is_some(),
+        (_, Ok(Message::Solicitation(ns))) => {
+            ndp::reply_for(&ns, us, link_local, |_| true).is_some()
+        }
+        _ => false,
     }
 }
 

@@ -142,12 +142,14 @@ impl EthernetHeader {
 /// any input; the assertions below check codec invariants (every reply we build parses
 /// back as what we meant to send), so a panic means a bug in the codecs, not bad input.
 pub fn fuzz_frame(data: &[u8]) {
-    // A fixed identity, and an ownership test that owns everything, so that any frame
-    // that parses also reaches the reply builders.
-    let us = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+    // Whoever the frame is addressed to is "us", and we own every address, so that
+    // as many frames as possible that parse also reach the reply builders.
+    let us = match EthernetHeader::parse(data) {
+        Ok((eth, _)) if eth.dst.is_unicast() => eth.dst,
+        _ => MacAddr([0x02, 0, 0, 0, 0, 0x01]),
+    };
     let link_local = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 
-    let _ = EthernetHeader::parse(data);
     let _ = arp::ArpPacket::parse(data);
     if let Ok(frame) = arp::parse(data) {
         // The ARP codec is exact: what parses rebuilds to the same bytes.
