@@ -4,5 +4,7 @@
 //! ([`l2`]). The shell (sockets, netlink, gossip, the binary) is not built yet.
 
 pub mod election;
+pub mod interfaces;
 pub mod l2;
+pub mod netlink;
 pub mod world;
