@@ -199,6 +199,7 @@ fn build(
         for node in &topology.nodes {
             exec::spawn(state, &procs::speaker(state, bins, node))?;
         }
+        check_speakers(state, bins, topology.nodes.iter());
     }
     Ok(format!(
         "network {}, router {}, controller {}, responders {}",
@@ -207,6 +208,25 @@ fn build(
         secs(t_ctl - t_router),
         secs(t_resp - t_ctl)
     ))
+}
+
+/// Warns about speakers that exited right after their start (a bad flag, a missing
+/// file): the lab keeps running without them.
+fn check_speakers<'a>(state: &StateDir, bins: &Binaries, nodes: impl Iterator<Item = &'a Host>) {
+    let daemons: Vec<_> = nodes.map(|n| procs::speaker(state, bins, n)).collect();
+    // Long enough for argument and configuration errors, short enough not to matter.
+    std::thread::sleep(Duration::from_millis(200));
+    for d in daemons {
+        if exec::running(state, &d).is_none() {
+            let log = state.log(&d.key);
+            eprintln!(
+                "ferrolb-lab: {} exited at once (log {}):\n{}",
+                d.key,
+                log.display(),
+                exec::log_tail(&log, 5)
+            );
+        }
+    }
 }
 
 /// The example files, the generated Nodes and EndpointSlices.
@@ -332,7 +352,8 @@ fn settle(state: &StateDir, config: &LabConfig, bins: &Binaries) -> status::Stat
             .iter()
             .flat_map(|s| &s.ips)
             .any(|ip| on_lan(ip.ip) && !ip.announcement.is_announced());
-        if !bins.speaker_built() || !pending || start.elapsed() > Duration::from_secs(3) {
+        let speakers = status.nodes.iter().any(|n| n.speaker == "running");
+        if !speakers || !pending || start.elapsed() > Duration::from_secs(3) {
             return status;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -594,6 +615,7 @@ pub fn start(state: &StateDir, name: &str) -> anyhow::Result<()> {
         let speaker = procs::speaker(state, &bins, &node);
         if exec::running(state, &speaker).is_none() {
             exec::spawn(state, &speaker)?;
+            check_speakers(state, &bins, std::iter::once(&node));
         }
         println!("{}: link up, responder and speaker running", node.name);
     } else {

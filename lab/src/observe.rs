@@ -184,7 +184,7 @@ fn router_sessions(state: &StateDir, kind: RouterKind) -> Vec<router::Session> {
         full.extend(argv);
         Cmd::new(full)
     };
-    match kind {
+    let mut sessions = match kind {
         RouterKind::Bird => exec::run(&in_ns(router::birdc_argv(&dir, &["show", "protocols"])))
             .map(|t| router::parse_bird_protocols(&t))
             .unwrap_or_default(),
@@ -192,7 +192,9 @@ fn router_sessions(state: &StateDir, kind: RouterKind) -> Vec<router::Session> {
             .map(|t| router::parse_frr_summary(&t))
             .unwrap_or_default(),
         RouterKind::None => vec![],
-    }
+    };
+    sessions.sort_by(|a, b| a.name.cmp(&b.name));
+    sessions
 }
 
 fn process(pid: Option<i32>) -> Process {

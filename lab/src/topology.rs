@@ -76,6 +76,27 @@ impl Host {
         format!("{NS_PREFIX}{}", self.name)
     }
 
+    /// The IPv6 link-local address of `eth0` (EUI-64 from the MAC): routers learn IPv6
+    /// next hops as these.
+    pub fn link_local(&self) -> Ipv6Addr {
+        let m: Vec<u8> = self
+            .mac
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).expect("MACs are built from hex bytes"))
+            .collect();
+        let w = |a: u8, b: u8| u16::from_be_bytes([a, b]);
+        Ipv6Addr::new(
+            0xfe80,
+            0,
+            0,
+            0,
+            w(m[0] ^ 0x02, m[1]),
+            w(m[2], 0xff),
+            w(0xfe, m[3]),
+            w(m[4], m[5]),
+        )
+    }
+
     /// The bridge port in [`LAN_NS`]: `p-NAME`.
     pub fn port(&self) -> String {
         format!("p-{}", self.name)
@@ -124,9 +145,10 @@ impl Topology {
         self.hosts().find(|h| h.mac.eq_ignore_ascii_case(mac))
     }
 
-    /// The host with this LAN address.
+    /// The host with this LAN address (global or link-local).
     pub fn host_by_ip(&self, ip: std::net::IpAddr) -> Option<&Host> {
-        self.hosts().find(|h| ip == h.ipv4 || ip == h.ipv6)
+        self.hosts()
+            .find(|h| ip == h.ipv4 || ip == h.ipv6 || ip == h.link_local())
     }
 }
 
@@ -201,6 +223,17 @@ mod tests {
         assert_eq!(t.host_by_mac("02:66:6C:62:00:0C").unwrap().name, "node2");
         assert_eq!(
             t.host_by_ip("2001:db8:51::12".parse().unwrap())
+                .unwrap()
+                .name,
+            "node2"
+        );
+        assert_eq!(
+            t.nodes[0].link_local().to_string(),
+            "fe80::66:6cff:fe62:b",
+            "as the kernel derives it"
+        );
+        assert_eq!(
+            t.host_by_ip("fe80::66:6cff:fe62:c".parse().unwrap())
                 .unwrap()
                 .name,
             "node2"

@@ -282,7 +282,18 @@ fn lab_up_status_crash_start_down() {
     assert_eq!(status["nodes"][1]["responder"], "running", "{status}");
     assert_eq!(status["services"][0]["name"], "web", "{status}");
     if status["speaker_built"] == true {
-        // With a speaker, exactly one node answers for the VIP and gets the packets.
+        // The lab's contract with the speaker: it runs with the lab's flags, and exactly
+        // one node answers for the VIP and gets the packets.
+        for node in status["nodes"].as_array().unwrap() {
+            let name = node["name"].as_str().unwrap();
+            assert_eq!(
+                node["speaker"],
+                "running",
+                "the speaker binary exists but does not run on {name}: {}",
+                std::fs::read_to_string(state.join(format!("logs/{name}-speaker.log")))
+                    .unwrap_or_default()
+            );
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         let announcer = loop {
             let s: serde_json::Value =
