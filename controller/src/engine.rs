@@ -429,6 +429,20 @@ impl Engine {
         }
         let mut order: Vec<&Service> = services.iter().collect();
         order.sort_by_key(|s| std::cmp::Reverse(observed(s).0.len()));
+        // Every Service first takes back the addresses its status shows (where they
+        // still satisfy it), so a Service that must move cannot land on an address
+        // another Service holds but has not been processed yet.
+        for svc in &order {
+            if !model::is_handled(svc, self.config.lb_class.as_deref()) {
+                continue;
+            }
+            let key = model::service_key(svc);
+            let empty = BTreeMap::new();
+            let ns = self.namespaces.get(&key.namespace).unwrap_or(&empty);
+            if let Ok(Some(r)) = model::service_request(svc, ns) {
+                self.allocator.reclaim(&r.request);
+            }
+        }
         let mut decisions = Vec::new();
         let mut actions = Vec::new();
         for svc in order {
@@ -641,6 +655,34 @@ mod tests {
             reasons(&actions),
             ["status 198.51.100.0", "IPAllocated", "pool p"]
         );
+    }
+
+    #[test]
+    fn restart_never_lets_a_moving_service_steal() {
+        // `a` (sorted first: two addresses) must move off 198.51.100.9, which left the
+        // pool; `b` holds .0 in its status. Without the reclaim pass `a` would take .0.
+        let pools = [pool("p", &["198.51.100.0/30"])];
+        let mut a = svc("a", Some("198.51.100.9"), Some("p"));
+        if let Some(lb) = a.status.as_mut().and_then(|s| s.load_balancer.as_mut()) {
+            lb.ingress.get_or_insert_default().push(
+                k8s_openapi::api::core::v1::LoadBalancerIngress {
+                    ip: Some("2001:db8::9".into()),
+                    ..Default::default()
+                },
+            );
+        }
+        let b = svc("b", Some("198.51.100.0"), Some("p"));
+        let mut e = engine(&pools);
+        let (decisions, _) = e.resync(&[a, b]);
+        let ip = |n: &str| {
+            decisions
+                .iter()
+                .find(|d| d.key.name == n)
+                .map(|d| d.ips.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(ip("b"), vec!["198.51.100.0".parse::<IpAddr>().unwrap()]);
+        assert_eq!(ip("a"), vec!["198.51.100.1".parse::<IpAddr>().unwrap()]);
     }
 
     #[test]

@@ -17,9 +17,6 @@ use crate::topology::Host;
 
 /// Gossip port of the speakers (MetalLB's memberlist port).
 pub const GOSSIP_PORT: u16 = 7946;
-/// Speaker metrics and health ports, on the node's LAN address.
-pub const METRICS_PORT: u16 = 7472;
-pub const HEALTH_PORT: u16 = 7473;
 /// The port the responders listen on.
 pub const RESPONDER_PORT: u16 = 80;
 
@@ -143,10 +140,6 @@ pub fn speaker(state: &StateDir, bins: &Binaries, node: &Host) -> Daemon {
             format!("{}:{GOSSIP_PORT}", node.ipv4),
             "--gossip-secret-file".into(),
             path(&state.secret()),
-            "--metrics-addr".into(),
-            format!("{}:{METRICS_PORT}", node.ipv4),
-            "--health-addr".into(),
-            format!("{}:{HEALTH_PORT}", node.ipv4),
         ],
         env: vec![("NODE_NAME".into(), node.name.clone())],
     }
@@ -197,8 +190,7 @@ mod tests {
             d.command_line().join(" "),
             "ip netns exec flb-node2 /src/target/debug/ferrolb-speaker --node-name node2 \
              --source dir:/run/ferrolb-lab/cluster --gossip-bind 198.51.100.12:7946 \
-             --gossip-secret-file /run/ferrolb-lab/gossip.secret \
-             --metrics-addr 198.51.100.12:7472 --health-addr 198.51.100.12:7473"
+             --gossip-secret-file /run/ferrolb-lab/gossip.secret"
         );
         assert_eq!(d.key, "node2-speaker");
         assert_eq!(d.program_name(), "ferrolb-speaker");
