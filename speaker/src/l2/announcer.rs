@@ -22,7 +22,9 @@
 //! moves the neighbours).
 //!
 //! For IPv6 the announcer also joins the solicited-node multicast group of each owned
-//! address, or solicitations for it would be filtered out by the NIC.
+//! address, or solicitations for it would be filtered out by the NIC. Advertisements
+//! come from the announced address itself by default, as the kernel's own do
+//! ([`NdpSource`]).
 //!
 //! What is answered, and how, is decided by the codecs ([`super::arp::reply_for`],
 //! [`super::ndp::reply_for`]); this module only moves frames and counts.
@@ -74,13 +76,30 @@ pub struct Link {
     pub mac: MacAddr,
     /// Answer ARP and send gratuitous ARP (the interface has `IFF_BROADCAST`).
     pub arp: bool,
-    /// The interface's link-local address: the IPv6 source of every NDP packet sent
-    /// (RFC 4861 wants an address of the sending interface, and the VIP usually lives
-    /// on `lo`). `None`: no NDP on this interface, owned IPv6 addresses are ignored.
+    /// The interface's usable link-local address. `None`: IPv6 is off on this
+    /// interface, so there is no NDP and owned IPv6 addresses are ignored (MetalLB's
+    /// rule). It is the source of NDP packets under [`NdpSource::LinkLocal`].
     pub link_local: Option<Ipv6Addr>,
 }
 
-/// Timing of the gratuitous packets.
+/// The IPv6 source address of the Neighbor Advertisements the announcer sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NdpSource {
+    /// The announced address itself, as Linux does for an address it owns (the bytes
+    /// are then identical to the kernel's). Tools and stacks that match an answer by
+    /// its source accept only this: Debian's `ndisc6` 1.0.5 ignores an advertisement
+    /// whose source is not the target. A Layer2 VIP is on-link by definition, so
+    /// stacks that refuse advertisements from off-link sources (OpenBSD) accept it too.
+    #[default]
+    Target,
+    /// The interface's link-local address, as MetalLB does and as Linux does for
+    /// proxied addresses (RFC 4861 §4.4 asks for an address of the sending interface,
+    /// and the VIP usually sits on `lo`). `ndisc6` ignores these answers; kernels use
+    /// them.
+    LinkLocal,
+}
+
+/// Timing of the gratuitous packets, and the NDP source address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Offsets from taking an IP at which a gratuitous round is sent, ascending. The
@@ -88,6 +107,7 @@ pub struct Config {
     pub burst: Vec<Duration>,
     /// After the burst, one more round every this long while the IP is owned.
     pub garp_refresh: Option<Duration>,
+    pub ndp_source: NdpSource,
 }
 
 impl Default for Config {
@@ -95,6 +115,7 @@ impl Default for Config {
         Config {
             burst: DEFAULT_BURST.to_vec(),
             garp_refresh: None,
+            ndp_source: NdpSource::Target,
         }
     }
 }
@@ -425,9 +446,16 @@ impl Task {
             }
         }
         self.wanted = wanted;
-        // The first rounds of the new IPs are due now: send them before publishing.
+        let changed = taken > 0 || !lost.is_empty();
+        // Published before the first rounds go out, so that whoever sees a gratuitous
+        // packet for an IP also sees the IP in `announced` (callers may wait on it).
+        if changed {
+            let announced: BTreeSet<IpAddr> = self.owned.keys().copied().collect();
+            self.announced.send_replace(announced);
+        }
+        // The first rounds of the new IPs are due now; logging waits until they are out.
         self.send_due().await;
-        if taken > 0 || !lost.is_empty() {
+        if changed {
             info!(
                 interface = %self.link.name,
                 taken,
@@ -435,8 +463,6 @@ impl Task {
                 announced = self.owned.len(),
                 "Layer2 ownership changed"
             );
-            let announced: BTreeSet<IpAddr> = self.owned.keys().copied().collect();
-            self.announced.send_replace(announced);
         }
     }
 
@@ -549,7 +575,7 @@ impl Task {
                 }
             }
             IpAddr::V6(v6) => {
-                let Some(source) = self.link.link_local else {
+                let Some(source) = self.ndp_source(v6) else {
                     return;
                 };
                 let frame = ndp::unsolicited_advertisement(mac, source, v6);
@@ -595,7 +621,7 @@ impl Task {
                 return;
             }
         };
-        let Some(source) = self.link.link_local else {
+        let Some(source) = self.ndp_source(ns.target) else {
             return;
         };
         let owned = |ip: Ipv6Addr| self.owned.contains_key(&IpAddr::V6(ip));
@@ -607,6 +633,15 @@ impl Task {
         {
             bump(&self.counters.ns_answered);
         }
+    }
+
+    /// The IPv6 source of an advertisement for `target`; `None` without IPv6 on the link.
+    fn ndp_source(&self, target: Ipv6Addr) -> Option<Ipv6Addr> {
+        let link_local = self.link.link_local?;
+        Some(match self.config.ndp_source {
+            NdpSource::Target => target,
+            NdpSource::LinkLocal => link_local,
+        })
     }
 
     /// Sends on the socket of `kind`; counts and logs (once per kind of error) failures.
