@@ -13,7 +13,7 @@ use crate::exec::{self, wait_until};
 use crate::observe;
 use crate::packages;
 use crate::plan::{self, Cmd};
-use crate::procs::{self, Binaries};
+use crate::procs::{self, Binaries, SpeakerFlags};
 use crate::router::{self, RouterKind};
 use crate::state::{self, LabConfig, StateDir};
 use crate::status::{self, SPEAKER_NOT_BUILT};
@@ -111,14 +111,6 @@ pub fn up(state: &StateDir, opts: &UpOptions) -> anyhow::Result<()> {
         return Ok(());
     }
     check_packages(opts.router, opts.install)?;
-    let bins = Binaries::current()?;
-    cargo_build(&bins);
-    if !bins.controller.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build -p ferrolb-controller` (or run the lab with `cargo run -p ferrolb-lab -- up`)",
-            bins.controller.display()
-        );
-    }
     let existing = exec::lab_namespaces()?;
     if !existing.is_empty() || state.is_lab() {
         bail!(
@@ -132,6 +124,14 @@ pub fn up(state: &StateDir, opts: &UpOptions) -> anyhow::Result<()> {
         );
     }
 
+    let bins = Binaries::current()?;
+    cargo_build(&bins);
+    if !bins.controller.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build -p ferrolb-controller` (or run the lab with `cargo run -p ferrolb-lab -- up`)",
+            bins.controller.display()
+        );
+    }
     let start = Instant::now();
     match build(state, &config, &topology, &bins) {
         Ok(timings) => {
@@ -172,14 +172,21 @@ fn build(
     let t_router = t0.elapsed();
 
     let controller = procs::controller(state, bins);
-    exec::spawn(state, &controller)?;
+    let mut child = exec::spawn(state, &controller)?;
+    let pid = child.id();
     let assignments = assignments_path(&state.cluster());
-    if !wait_until(Duration::from_secs(10), TICK, || {
-        assignments.is_file() || exec::running(state, &controller).is_none()
-    }) || !assignments.is_file()
-    {
+    let mut exited = None;
+    wait_until(Duration::from_secs(10), TICK, || {
+        exited = child.try_wait().ok().flatten();
+        assignments.is_file() || exited.is_some()
+    });
+    if !assignments.is_file() {
+        let what = match exited {
+            Some(status) => format!("exited ({status})"),
+            None => "wrote nothing in 10 s".into(),
+        };
         bail!(
-            "the controller wrote no {} (log {}):\n{}",
+            "the controller (pid {pid}) {what}: no {} (log {}):\n{}",
             assignments.display(),
             state.log("controller").display(),
             exec::log_tail(&state.log("controller"), 10)
@@ -196,8 +203,9 @@ fn build(
     let t_resp = t0.elapsed();
 
     if bins.speaker_built() {
+        let flags = bins.speaker_flags();
         for node in &topology.nodes {
-            exec::spawn(state, &procs::speaker(state, bins, node))?;
+            exec::spawn(state, &procs::speaker(state, bins, node, flags))?;
         }
         check_speakers(state, bins, topology.nodes.iter());
     }
@@ -213,17 +221,25 @@ fn build(
 /// Warns about speakers that exited right after their start (a bad flag, a missing
 /// file): the lab keeps running without them.
 fn check_speakers<'a>(state: &StateDir, bins: &Binaries, nodes: impl Iterator<Item = &'a Host>) {
-    let daemons: Vec<_> = nodes.map(|n| procs::speaker(state, bins, n)).collect();
+    let daemons: Vec<_> = nodes
+        .map(|n| procs::speaker(state, bins, n, SpeakerFlags::default()))
+        .collect();
     // Long enough for argument and configuration errors, short enough not to matter.
     std::thread::sleep(Duration::from_millis(200));
     for d in daemons {
         if exec::running(state, &d).is_none() {
             let log = state.log(&d.key);
+            let tail = exec::log_tail(&log, 10);
+            let why = tail
+                .lines()
+                .find(|l| l.to_ascii_lowercase().contains("error"))
+                .or_else(|| tail.lines().rfind(|l| !l.trim().is_empty()))
+                .unwrap_or("no output");
             eprintln!(
-                "ferrolb-lab: {} exited at once (log {}):\n{}",
+                "ferrolb-lab: {} exited at once: {} (log {})",
                 d.key,
-                log.display(),
-                exec::log_tail(&log, 5)
+                why.trim(),
+                log.display()
             );
         }
     }
@@ -563,7 +579,7 @@ pub fn signal_speaker(state: &StateDir, name: &str, sig: i32) -> anyhow::Result<
             node.name
         );
     }
-    let speaker = procs::speaker(state, &bins, &node);
+    let speaker = procs::speaker(state, &bins, &node, SpeakerFlags::default());
     let pid = exec::running(state, &speaker)
         .with_context(|| format!("{}: no speaker running", node.name))?;
     exec::signal(pid, sig)?;
@@ -612,7 +628,7 @@ pub fn start(state: &StateDir, name: &str) -> anyhow::Result<()> {
     start_responder(state, &bins, &node)?;
     wait_responder(state, &node)?;
     if bins.speaker_built() {
-        let speaker = procs::speaker(state, &bins, &node);
+        let speaker = procs::speaker(state, &bins, &node, bins.speaker_flags());
         if exec::running(state, &speaker).is_none() {
             exec::spawn(state, &speaker)?;
             check_speakers(state, &bins, std::iter::once(&node));

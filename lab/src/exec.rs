@@ -55,8 +55,9 @@ pub fn run_all(cmds: &[Cmd]) -> anyhow::Result<()> {
 }
 
 /// Starts `daemon` in the background: its own process group (a terminal's Ctrl-C does
-/// not reach it), output appended to its log, pid recorded. Returns the pid.
-pub fn spawn(state: &StateDir, daemon: &Daemon) -> anyhow::Result<i32> {
+/// not reach it), output appended to its log, pid recorded. The child is returned so the
+/// caller may watch it; dropping it leaves the process running.
+pub fn spawn(state: &StateDir, daemon: &Daemon) -> anyhow::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     let log_path = state.log(&daemon.key);
     let log = OpenOptions::new()
@@ -78,9 +79,9 @@ pub fn spawn(state: &StateDir, daemon: &Daemon) -> anyhow::Result<i32> {
     let child = command
         .spawn()
         .with_context(|| format!("cannot start `{}`", argv.join(" ")))?;
-    let pid = child.id() as i32;
+    let pid = child.id();
     crate::state::write(&state.pid_file(&daemon.key), &format!("{pid}\n"), 0o644)?;
-    Ok(pid)
+    Ok(child)
 }
 
 /// Whether `pid` is a live process (zombies count as dead).

@@ -249,7 +249,9 @@ pub fn gather(state: &StateDir, config: &LabConfig, bins: &Binaries, probe: bool
         .map(|n| {
             let speaker = if !speaker_built {
                 "not built"
-            } else if exec::running(state, &procs::speaker(state, bins, n)).is_some() {
+            } else if exec::running(state, &procs::speaker(state, bins, n, Default::default()))
+                .is_some()
+            {
                 "running"
             } else {
                 "stopped"

@@ -17,6 +17,10 @@ use crate::topology::Host;
 
 /// Gossip port of the speakers (MetalLB's memberlist port).
 pub const GOSSIP_PORT: u16 = 7946;
+/// Speaker metrics and health ports, on the node's LAN address (passed when the
+/// speaker's `--help` lists the flags).
+pub const METRICS_PORT: u16 = 7472;
+pub const HEALTH_PORT: u16 = 7473;
 /// The port the responders listen on.
 pub const RESPONDER_PORT: u16 = 80;
 
@@ -76,6 +80,32 @@ impl Binaries {
     pub fn speaker_built(&self) -> bool {
         self.speaker.is_file()
     }
+
+    /// The optional flags this speaker binary accepts, from its `--help`.
+    pub fn speaker_flags(&self) -> SpeakerFlags {
+        let help = std::process::Command::new(&self.speaker)
+            .arg("--help")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        SpeakerFlags::from_help(&help)
+    }
+}
+
+/// Flags the lab passes to the speaker only if it has them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpeakerFlags {
+    pub metrics_addr: bool,
+    pub health_addr: bool,
+}
+
+impl SpeakerFlags {
+    pub fn from_help(help: &str) -> SpeakerFlags {
+        SpeakerFlags {
+            metrics_addr: help.contains("--metrics-addr"),
+            health_addr: help.contains("--health-addr"),
+        }
+    }
 }
 
 fn path(p: &Path) -> String {
@@ -126,21 +156,30 @@ pub fn responder(state: &StateDir, bins: &Binaries, node: &Host) -> Daemon {
     }
 }
 
-pub fn speaker(state: &StateDir, bins: &Binaries, node: &Host) -> Daemon {
+pub fn speaker(state: &StateDir, bins: &Binaries, node: &Host, flags: SpeakerFlags) -> Daemon {
+    let mut argv = vec![
+        path(&bins.speaker),
+        "--node-name".into(),
+        node.name.clone(),
+        "--source".into(),
+        format!("dir:{}", path(&state.cluster())),
+        "--gossip-bind".into(),
+        format!("{}:{GOSSIP_PORT}", node.ipv4),
+        "--gossip-secret-file".into(),
+        path(&state.secret()),
+    ];
+    if flags.metrics_addr {
+        argv.push("--metrics-addr".into());
+        argv.push(format!("{}:{METRICS_PORT}", node.ipv4));
+    }
+    if flags.health_addr {
+        argv.push("--health-addr".into());
+        argv.push(format!("{}:{HEALTH_PORT}", node.ipv4));
+    }
     Daemon {
         key: speaker_key(node),
         ns: Some(node.ns()),
-        argv: vec![
-            path(&bins.speaker),
-            "--node-name".into(),
-            node.name.clone(),
-            "--source".into(),
-            format!("dir:{}", path(&state.cluster())),
-            "--gossip-bind".into(),
-            format!("{}:{GOSSIP_PORT}", node.ipv4),
-            "--gossip-secret-file".into(),
-            path(&state.secret()),
-        ],
+        argv,
         env: vec![("NODE_NAME".into(), node.name.clone())],
     }
 }
@@ -185,7 +224,7 @@ mod tests {
     #[test]
     fn the_speaker_command_line() {
         let (s, b, t) = fixture();
-        let d = speaker(&s, &b, &t.nodes[1]);
+        let d = speaker(&s, &b, &t.nodes[1], SpeakerFlags::default());
         assert_eq!(
             d.command_line().join(" "),
             "ip netns exec flb-node2 /src/target/debug/ferrolb-speaker --node-name node2 \
@@ -194,6 +233,13 @@ mod tests {
         );
         assert_eq!(d.key, "node2-speaker");
         assert_eq!(d.program_name(), "ferrolb-speaker");
+        let all = SpeakerFlags::from_help("  --metrics-addr <ADDR>\n  --health-addr <ADDR>\n");
+        assert!(
+            speaker(&s, &b, &t.nodes[1], all)
+                .command_line()
+                .join(" ")
+                .ends_with(" --metrics-addr 198.51.100.12:7472 --health-addr 198.51.100.12:7473")
+        );
     }
 
     #[test]
