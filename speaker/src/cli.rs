@@ -65,12 +65,6 @@ pub struct Cli {
     /// alone decides who is alive (slower failover).
     #[arg(long, env = "FERROLB_GOSSIP_SECRET_FILE")]
     pub gossip_secret_file: Option<PathBuf>,
-    /// Prometheus metrics listen address.
-    #[arg(long, default_value = "0.0.0.0:7472")]
-    pub metrics_addr: SocketAddr,
-    /// /healthz and /readyz listen address.
-    #[arg(long, default_value = "127.0.0.1:7473")]
-    pub health_addr: SocketAddr,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Interface name patterns never announced on (regular expressions; replaces the

@@ -1,10 +1,19 @@
 //! FerroLB's speaker: decides which service IPs this node announces and makes the
-//! network deliver them. This milestone holds the pure core: the inputs as plain data
-//! ([`world`]), who announces what ([`election`]), and the Layer2 packet codecs
-//! ([`l2`]). The shell (sockets, netlink, gossip, the binary) is not built yet.
+//! network deliver them. The pure core: the inputs as plain data ([`world`]), who
+//! announces what ([`election`]), what each interface answers for ([`desired`]), and the
+//! Layer2 packet codecs ([`l2`]). The shell: gossip ([`membership`]), interfaces
+//! ([`netlink`]), raw sockets ([`l2::io`], [`l2::announcer`], [`plane`]), the standalone
+//! source ([`source`]) and the main loop ([`run`]). BGP mode and the Kubernetes source
+//! are not built yet.
 
+pub mod cli;
+pub mod desired;
 pub mod election;
 pub mod interfaces;
 pub mod l2;
+pub mod membership;
 pub mod netlink;
+pub mod plane;
+pub mod run;
+pub mod source;
 pub mod world;

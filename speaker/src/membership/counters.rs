@@ -1,0 +1,63 @@
+//! What the gossip socket saw, for metrics and tests.
+//!
+//! Plain relaxed atomics: each counter is read on its own, nothing needs the set to be
+//! a consistent snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters, shared between the driver task and [`super::Membership`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) received: AtomicU64,
+    pub(crate) received_bytes: AtomicU64,
+    pub(crate) dropped_unauthenticated: AtomicU64,
+    pub(crate) dropped_replayed: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) sent_bytes: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> CounterSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CounterSnapshot {
+            received: get(&self.received),
+            received_bytes: get(&self.received_bytes),
+            dropped_unauthenticated: get(&self.dropped_unauthenticated),
+            dropped_replayed: get(&self.dropped_replayed),
+            rejected: get(&self.rejected),
+            sent: get(&self.sent),
+            sent_bytes: get(&self.sent_bytes),
+            send_errors: get(&self.send_errors),
+        }
+    }
+}
+
+/// The counters at one moment. Byte counts are UDP payload bytes (add 28 per datagram
+/// for IPv4 + UDP headers, 48 for IPv6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// Datagrams received, whatever they held.
+    pub received: u64,
+    /// Their bytes.
+    pub received_bytes: u64,
+    /// Dropped: not a well-formed envelope with a valid tag (wrong or no secret,
+    /// garbage, truncated).
+    pub dropped_unauthenticated: u64,
+    /// Dropped: valid tag, but already seen or from an earlier run of the sender.
+    pub dropped_replayed: u64,
+    /// Authenticated and fresh, but foca refused it (undecodable payload, not
+    /// addressed to us, from ourselves, …).
+    pub rejected: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Their bytes.
+    pub sent_bytes: u64,
+    /// Sends the kernel refused (no route, buffer full, …).
+    pub send_errors: u64,
+}

@@ -1,0 +1,229 @@
+//! The speaker's main loop: read the world, learn who is alive, decide, and hand each
+//! interface the addresses it answers for. Every input change (files, gossip members,
+//! interfaces) triggers a recomputation of the pure [`election`] and [`desired`]
+//! functions; the data plane only receives the result.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::cli::{Cli, Source};
+use crate::desired::{self, Desired};
+use crate::election;
+use crate::interfaces::{Exclusions, Interface};
+use crate::membership::{self, Membership, MembershipConfig};
+use crate::netlink;
+use crate::source::dir::{DirSource, Snapshot};
+
+/// How often the standalone directory is checked for changes.
+const POLL: Duration = Duration::from_millis(100);
+/// How long a starting speaker waits to hear from every known node before announcing
+/// on what it has: a few gossip probe periods.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+/// The data plane: given what each interface must answer for, make it so.
+pub trait L2Plane {
+    fn apply(&mut self, desired: &Desired);
+}
+
+/// What this speaker announces, written for people and the lab to read:
+/// `PATH/.ferrolb/speakers/<node>.yaml` (the standalone counterpart of ServiceL2Status).
+#[derive(Debug, Default, serde::Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    node: String,
+    live_members: BTreeSet<String>,
+    announcing: BTreeMap<String, Vec<String>>,
+    not_announced: BTreeMap<String, String>,
+    no_interface: Vec<String>,
+}
+
+fn write_report(dir: &std::path::Path, r: &Report) {
+    let dir = dir
+        .join(ferrolb_crds::standalone::STATE_DIR)
+        .join("speakers");
+    let body = match serde_saphyr::to_string(r) {
+        Ok(b) => b,
+        Err(e) => {
+            warn!("cannot render the speaker report: {e}");
+            return;
+        }
+    };
+    let path = dir.join(format!("{}.yaml", r.node));
+    let tmp = dir.join(format!(".{}.yaml.tmp", r.node));
+    let result = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&tmp, body))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = result {
+        warn!("cannot write {}: {e}", path.display());
+    }
+}
+
+/// Runs until SIGTERM/SIGINT. On the way out the speaker stops answering and leaves the
+/// gossip membership first, so a successor takes over at once.
+pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
+    let Source::Dir(dir) = cli.source.clone() else {
+        bail!("--source kube is not available yet in the speaker; use --source dir:PATH");
+    };
+    let exclude = if cli.exclude_interfaces.is_empty() {
+        Exclusions::metallb_defaults()
+    } else {
+        Exclusions::new(&cli.exclude_interfaces)
+            .map_err(|e| anyhow::anyhow!("--exclude-interface: {e}"))?
+    };
+    let mut source = DirSource::new(dir.clone(), cli.lb_class.clone());
+    source.changed();
+    let mut snap = source
+        .read()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    for p in &snap.problems {
+        warn!("{p}");
+    }
+
+    let ifaces = netlink::watch(netlink::WatchOptions::default())
+        .await
+        .context("watching interfaces")?;
+    let mut if_rx = ifaces.subscribe();
+
+    let mut gossip = start_gossip(&cli, &snap).await?;
+    let (_fixed_tx, fixed_rx) = watch::channel(BTreeSet::new());
+    let mut live_rx = gossip.as_ref().map(Membership::live).unwrap_or(fixed_rx);
+    let mut seeds = seeds_of(&snap, cli.gossip_bind.port());
+    if let Some(g) = &gossip {
+        g.join(seeds.iter().copied())?;
+    }
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(POLL);
+    let mut last = Report::default();
+    let settle_deadline = tokio::time::Instant::now() + SETTLE;
+    let mut settled = false;
+    loop {
+        let table: Vec<Interface> = if_rx.borrow_and_update().as_ref().clone();
+        let live = match &gossip {
+            Some(_) => live_rx.borrow_and_update().clone(),
+            // Without gossip, Node readiness alone decides (the election also requires
+            // Ready): every node counts as alive.
+            None => snap.world.nodes.keys().cloned().collect(),
+        };
+        // A speaker that just started knows only itself and would elect itself for
+        // everything; it first waits (briefly) to hear from the other nodes.
+        if !settled {
+            let known: BTreeSet<&String> = snap.node_addresses.keys().collect();
+            settled = gossip.is_none()
+                || known.iter().all(|n| live.contains(*n))
+                || tokio::time::Instant::now() >= settle_deadline;
+        }
+        let ann = if settled {
+            election::announcements(&snap.world, &cli.node_name, &live)
+        } else {
+            election::Announcements::default()
+        };
+        let (want, homeless) = desired::desired(&ann, &table, &exclude);
+        plane.apply(&want);
+        let report = Report {
+            node: cli.node_name.clone(),
+            live_members: live,
+            announcing: want
+                .values()
+                .map(|o| {
+                    (
+                        o.name.clone(),
+                        o.ips.iter().map(IpAddr::to_string).collect(),
+                    )
+                })
+                .collect(),
+            not_announced: ann
+                .reasons
+                .iter()
+                .map(|(k, r)| (k.to_string(), format!("{r:?}")))
+                .collect(),
+            no_interface: homeless.iter().map(IpAddr::to_string).collect(),
+        };
+        if report != last {
+            info!(announcing = ?report.announcing, live = ?report.live_members, "announcements changed");
+            for ip in &report.no_interface {
+                warn!("{ip}: elected here but no eligible interface can carry it");
+            }
+            write_report(&dir, &report);
+            last = report;
+        }
+
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            r = if_rx.changed() => if r.is_err() { bail!("the interface watcher stopped") },
+            r = live_rx.changed(), if gossip.is_some() => if r.is_err() { bail!("gossip stopped") },
+            _ = tick.tick() => {
+                if source.changed() {
+                    match source.read() {
+                        Ok(s) => {
+                            for p in &s.problems {
+                                warn!("{p}");
+                            }
+                            snap = s;
+                        }
+                        Err(e) => warn!("reading {}: {e} (keeping the last inputs)", dir.display()),
+                    }
+                    let now = seeds_of(&snap, cli.gossip_bind.port());
+                    if now != seeds {
+                        seeds = now;
+                        if let Some(g) = &gossip {
+                            g.join(seeds.iter().copied())?;
+                        }
+                    }
+                } else if settled {
+                    continue;
+                }
+            }
+        }
+    }
+    info!("stopping: no longer answering, leaving the membership");
+    plane.apply(&Desired::new());
+    if let Some(g) = gossip.take() {
+        g.leave().await?;
+    }
+    Ok(())
+}
+
+fn seeds_of(snap: &Snapshot, port: u16) -> BTreeSet<SocketAddr> {
+    snap.node_addresses
+        .values()
+        .map(|ip| SocketAddr::new(*ip, port))
+        .collect()
+}
+
+async fn start_gossip(cli: &Cli, snap: &Snapshot) -> anyhow::Result<Option<Membership>> {
+    let Some(path) = &cli.gossip_secret_file else {
+        warn!(
+            "no --gossip-secret-file: gossip is off, Node readiness alone decides who is alive (slower failover)"
+        );
+        return Ok(None);
+    };
+    let key = membership::read_secret_file(path)?;
+    // Peers reach us at our Node's InternalIP when we bind a wildcard address.
+    let advertise = cli
+        .gossip_bind
+        .ip()
+        .is_unspecified()
+        .then(|| {
+            snap.node_addresses
+                .get(&cli.node_name)
+                .map(|ip| SocketAddr::new(*ip, cli.gossip_bind.port()))
+        })
+        .flatten();
+    let config = MembershipConfig {
+        node_name: cli.node_name.clone(),
+        bind: cli.gossip_bind,
+        advertise,
+        key,
+        tuning: membership::Tuning::lan(),
+    };
+    Ok(Some(Membership::start(config).await?))
+}
