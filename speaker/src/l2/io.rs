@@ -30,6 +30,13 @@
 //! Sockets are non-blocking and registered with tokio through [`AsyncFd`]; frames are
 //! sent with `sendto` to the interface index. All `unsafe` in the speaker's Layer2
 //! path is here, each block around one libc call.
+//!
+//! Privileges: `CAP_NET_RAW` and nothing else (opening, filtering, binding and
+//! `PACKET_ADD_MEMBERSHIP` were checked with a bounding set of `net_raw` alone).
+//! Kernel behaviour worth knowing: when the interface goes down the kernel unhooks the
+//! socket and queues one `ENETDOWN` on it, and hooks it again when the interface comes
+//! back up, so the same socket keeps working across a link bounce; when the interface
+//! is deleted the socket stays silent forever, so its owner must be dropped then.
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
