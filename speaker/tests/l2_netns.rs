@@ -676,6 +676,17 @@ fn ipv6_answers_solicitations_and_nud_probes_and_moves_the_client_on_takeover() 
         !lab.multicast_groups("b").contains(&group),
         "B joined {group} without owning {VIP6}"
     );
+    // Refcounting: an address with the same low 24 bits shares the group; releasing it
+    // must not leave the group while VIP6 still needs it.
+    let twin6 = Ipv6Addr::new(0x2001, 0xdb8, 0x51, 1, 0, 0, 0, 0x200);
+    assert_eq!(ndp::solicited_node_mac(twin6), group);
+    let twin = IpAddr::V6(twin6);
+    a.own_and_wait(&[vip, twin]);
+    a.own_and_wait(&[vip]);
+    assert!(
+        lab.multicast_groups("a").contains(&group),
+        "releasing a twin address left the group VIP6 still needs"
+    );
     assert_eq!(lab.ndisc6_mac(VIP6), Some(MAC_A));
     assert_eq!(
         lab.ndisc6_mac(VIP6_UNOWNED),
