@@ -4,7 +4,8 @@
 //! nodes' responders answer over TCP, BIRD runs; `crash` and `start` fail and restore a
 //! node; `down` leaves no lab namespace behind, also when the test fails (a drop guard).
 //!
-//! One test function: the lab's namespace names are fixed, so runs cannot overlap.
+//! The lab's namespace names are fixed, so lab tests cannot overlap: each holds
+//! [`LOCK`] (an exclusive file lock) for its whole run, also across test binaries.
 //! Needs the Debian packages `iproute2 bird2 arping ndisc6` (`.ci/run` installs them).
 //! The binaries are built by the test (`cargo build -p ferrolb-lab -p ferrolb-controller`).
 
@@ -14,6 +15,12 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use ferrolb_controller::source::dir::AssignmentList;
+
+/// How long building the binaries may take.
+const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
+
+/// Held by every lab test while it runs.
+const LOCK: &str = "/run/ferrolb-lab-tests.lock";
 
 const LAB_NAMESPACES: [&str; 5] = [
     "flb-lan",
@@ -54,7 +61,19 @@ fn build_binaries() -> PathBuf {
         if release {
             cmd.arg("--release");
         }
-        cmd.status().expect("cannot run cargo")
+        // Bounded: another cargo may hold the build directory's lock.
+        let mut child = cmd.spawn().expect("cannot run cargo");
+        let deadline = Instant::now() + BUILD_LIMIT;
+        loop {
+            if let Some(status) = child.try_wait().expect("cannot wait for cargo") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("cargo build {packages:?} took more than {BUILD_LIMIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     };
     assert!(
         cargo(&["ferrolb-lab", "ferrolb-controller"]).success(),
@@ -186,6 +205,9 @@ fn lab_up_status_crash_start_down() {
         );
         return;
     }
+    let lock = std::fs::File::create(LOCK).unwrap_or_else(|e| panic!("{LOCK}: {e}"));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {LOCK}: {e}"));
     let existing = lab_namespaces();
     if !existing.is_empty() {
         eprintln!(
