@@ -21,6 +21,7 @@ const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
 
 /// Held by every lab test while it runs.
 const LOCK: &str = "/run/ferrolb-lab-tests.lock";
+const LOCK_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 const LAB_NAMESPACES: [&str; 5] = [
     "flb-lan",
@@ -206,8 +207,14 @@ fn lab_up_status_crash_start_down() {
         return;
     }
     let lock = std::fs::File::create(LOCK).unwrap_or_else(|e| panic!("{LOCK}: {e}"));
-    lock.lock()
-        .unwrap_or_else(|e| panic!("cannot lock {LOCK}: {e}"));
+    let deadline = Instant::now() + LOCK_LIMIT;
+    while lock.try_lock().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "another lab test held {LOCK} for more than {LOCK_LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let existing = lab_namespaces();
     if !existing.is_empty() {
         eprintln!(
