@@ -26,20 +26,7 @@ pub fn service_key(svc: &Service) -> ServiceKey {
     }
 }
 
-/// The addresses in `status.loadBalancer.ingress` (hostnames and unparsable entries,
-/// which FerroLB never writes, are skipped).
-pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {
-    svc.status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|ing| {
-            ing.iter()
-                .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use ferrolb_crds::service::ingress_ips;
 
 /// The allocator's view of the valid pools.
 pub fn pool_configs(check: &PoolCheck, pools: &[IPAddressPool]) -> Vec<PoolConfig> {

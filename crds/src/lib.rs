@@ -20,6 +20,7 @@ pub mod documents;
 pub mod l2;
 pub mod pool;
 pub mod selector;
+pub mod service;
 pub mod standalone;
 pub mod validate;
 

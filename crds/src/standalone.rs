@@ -150,3 +150,36 @@ impl AssignmentList {
             .find(|i| i.namespace == namespace && i.name == name)
     }
 }
+
+/// Where a program's inputs come from: `--source kube` or `--source dir:PATH`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The Kubernetes API (in-cluster or kubeconfig).
+    Kube,
+    /// A directory of Kubernetes-shaped YAML files.
+    Dir(PathBuf),
+}
+
+impl std::str::FromStr for Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            _ if s == "kube" => Ok(Source::Kube),
+            Some(("dir", path)) if !path.is_empty() => Ok(Source::Dir(PathBuf::from(path))),
+            _ => Err(format!("expected `kube` or `dir:PATH`, got {s:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources() {
+        assert_eq!("kube".parse(), Ok(Source::Kube));
+        assert_eq!("dir:/srv/lb".parse(), Ok(Source::Dir("/srv/lb".into())));
+        assert!("dir:".parse::<Source>().is_err());
+        assert!("file:/x".parse::<Source>().is_err());
+    }
+}

@@ -6,25 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-/// Where inputs come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// The Kubernetes API.
-    Kube,
-    /// The directory the controller's standalone mode reads and writes.
-    Dir(PathBuf),
-}
-
-impl std::str::FromStr for Source {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once(':') {
-            _ if s == "kube" => Ok(Source::Kube),
-            Some(("dir", path)) if !path.is_empty() => Ok(Source::Dir(PathBuf::from(path))),
-            _ => Err(format!("expected `kube` or `dir:PATH`, got {s:?}")),
-        }
-    }
-}
+pub use ferrolb_crds::standalone::Source;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

@@ -164,17 +164,7 @@ impl ServiceInfo {
     /// class) is the caller's choice.
     pub fn from_service(svc: &Service, pools: &PoolCheck, endpoints: Vec<Endpoint>) -> ServiceInfo {
         let meta = &svc.metadata;
-        let ips: Vec<IpAddr> = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .map(|ing| {
-                ing.iter()
-                    .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ips = ferrolb_crds::service::ingress_ips(svc);
         let pool = ips
             .first()
             .and_then(|ip| pools.valid.values().find(|p| p.contains(ip)))

@@ -33,7 +33,6 @@ use std::time::{Duration, SystemTime};
 
 use ferrolb_crds::IPAddressPoolStatus;
 use ferrolb_crds::validate::{check_pools, check_references};
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceStatus};
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -443,7 +442,7 @@ impl DirController {
             }
             let key = service_key(svc);
             if let Some(a) = self.record.get(&key) {
-                set_ingress(svc, &a.ips);
+                ferrolb_crds::service::set_ingress_ips(svc, &a.ips);
             }
             handled.insert(key);
         }
@@ -744,20 +743,6 @@ fn list_dir(dir: &Path) -> std::io::Result<Listing> {
     }
     out.sort();
     Ok(out)
-}
-
-fn set_ingress(svc: &mut Service, ips: &[IpAddr]) {
-    let ingress = ips
-        .iter()
-        .map(|ip| LoadBalancerIngress {
-            ip: Some(ip.to_string()),
-            ..Default::default()
-        })
-        .collect();
-    let status = svc.status.get_or_insert_with(ServiceStatus::default);
-    status.load_balancer = Some(LoadBalancerStatus {
-        ingress: Some(ingress),
-    });
 }
 
 fn log_changes(

@@ -14,7 +14,6 @@ use std::time::SystemTime;
 use ferrolb_crds::documents::Inputs;
 use ferrolb_crds::standalone::AssignmentList;
 use ferrolb_crds::validate::{Problem, check_pools};
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
 use kube::ResourceExt;
 
 use crate::world::{self, L2Ad, Node, ServiceInfo, World};
@@ -177,20 +176,7 @@ pub fn build(
             continue;
         };
         svc.metadata.namespace = Some(namespace.clone());
-        svc.status = Some(ServiceStatus {
-            load_balancer: Some(LoadBalancerStatus {
-                ingress: Some(
-                    a.ips
-                        .iter()
-                        .map(|ip| LoadBalancerIngress {
-                            ip: Some(ip.to_string()),
-                            ..Default::default()
-                        })
-                        .collect(),
-                ),
-            }),
-            ..Default::default()
-        });
+        ferrolb_crds::service::set_ingress_ips(svc, &a.ips);
         let key = world::ServiceKey::new(namespace, svc.name_any());
         let eps = endpoints.get(&key).cloned().unwrap_or_default();
         w.insert_service(ServiceInfo::from_service(svc, &pools, eps));
