@@ -10,6 +10,7 @@
 //! Needs root and Debian's `iproute2`, `bird2`, `arping`, `ndisc6` (`up --install`).
 //! See `lab/README.md`.
 
+mod bench;
 mod cluster;
 mod commands;
 mod exec;
@@ -98,6 +99,9 @@ enum Command {
     },
     /// Remove everything the lab created (idempotent).
     Down,
+    /// Measurements on the lab.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// (internal) kube-proxy's part on a node: VIPs on lo, a TCP server naming the node.
     Responder {
         #[arg(long)]
@@ -111,6 +115,12 @@ enum Command {
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Client-visible failover gap of the Layer2 VIP, FerroLB then keepalived (VRRP).
+    Failover(bench::FailoverArgs),
 }
 
 /// Exits with one line unless running as root.
@@ -160,6 +170,7 @@ fn main() {
         Command::Start { node } => commands::start(&state, node),
         Command::Link { node, to } => commands::link(&state, node, *to == LinkState::Up),
         Command::Down => commands::down(&state, false),
+        Command::Bench(BenchCommand::Failover(args)) => bench::failover(&state, args),
         Command::Responder {
             name,
             port,
