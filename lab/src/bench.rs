@@ -560,7 +560,12 @@ impl Lab {
     /// keepalived stopped by its recorded pids (never by name), its VIPs gone.
     fn stop_keepalived(&self) {
         for n in &self.topology.nodes {
-            if let Some(pid) = exec::running(&self.state, &self.keepalived(n)) {
+            // By the pid the lab recorded, alive whatever its program name: right after
+            // the spawn it may still be `ip netns exec` about to exec keepalived.
+            let key = self.keepalived(n).key;
+            if let Some(pid) = self.state.pid(&key).filter(|p| exec::alive(*p)) {
+                // Let a just-started keepalived install its signal handlers first.
+                std::thread::sleep(Duration::from_millis(200));
                 let _ = exec::terminate(pid, Duration::from_secs(3));
             }
             let _ = self.ns_run(
