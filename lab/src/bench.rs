@@ -102,6 +102,8 @@ pub struct Gap {
     /// Echo requests never answered, between the last reply before the failure and the
     /// last reply seen.
     pub lost: u32,
+    /// Failure → the client's neighbour entry names the new node, in seconds.
+    pub moved: Option<f64>,
 }
 
 /// The client-visible gap around `t_fail`: the longest silence between consecutive
@@ -126,6 +128,7 @@ pub fn measure(replies: &[Reply], t_fail: f64) -> Option<Gap> {
     Some(Gap {
         gap,
         lost: span - seqs.len() as u32,
+        moved: None,
     })
 }
 
@@ -228,6 +231,64 @@ impl Drop for Pinger {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The MAC in `ip neigh show ADDR` output (`… lladdr 02:66:… REACHABLE`).
+pub fn parse_lladdr(text: &str) -> Option<String> {
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "lladdr")?;
+    words.next().map(str::to_ascii_lowercase)
+}
+
+/// Watches the client's neighbour entry for the VIP (every ~5 ms, `ip neigh`): when it
+/// first names another MAC than the failed leader's, i.e. when the client's traffic
+/// moved to the new node (on a graceful hand-off the old node's kernel still answers
+/// pings: this is the figure that shows the hand-off).
+struct NeighWatch {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    moved: Arc<Mutex<Option<f64>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NeighWatch {
+    fn start(client: &Host, vip: Ipv4Addr, old_mac: &str) -> NeighWatch {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let moved = Arc::new(Mutex::new(None));
+        let (s, m) = (stop.clone(), moved.clone());
+        let (ns, vip, old) = (client.ns(), vip.to_string(), old_mac.to_ascii_lowercase());
+        let thread = std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = Command::new("ip")
+                    .args(["-n", &ns, "neigh", "show", &vip])
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .output();
+                let t = now();
+                if let Ok(o) = out
+                    && let Some(mac) = parse_lladdr(&String::from_utf8_lossy(&o.stdout))
+                    && mac != old
+                {
+                    *m.lock().expect("not poisoned") = Some(t);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        NeighWatch {
+            stop,
+            moved,
+            thread: Some(thread),
+        }
+    }
+
+    /// When the entry moved, if it did.
+    fn finish(mut self) -> Option<f64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        *self.moved.lock().expect("not poisoned")
     }
 }
 
@@ -454,6 +515,7 @@ impl Lab {
         }) {
             bail!("{} does not answer pings before the failure", self.vip);
         }
+        let watch = NeighWatch::start(&self.topology.client, self.vip, &leader.mac);
         let t_fail = now();
         self.fail(system, args.mode, &leader)?;
         let limit = Duration::from_secs(args.trial_timeout_s);
@@ -462,8 +524,15 @@ impl Lab {
         let got = wait_until(limit, Duration::from_millis(10), || {
             pinger.count_after(t_fail) >= need
         });
+        // The entry may move after the pings came back (a frozen old node still
+        // answering): give it until the trial's limit.
+        let moved_by = Instant::now();
+        while watch.moved.lock().expect("not poisoned").is_none() && moved_by.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let moved = watch.finish().map(|t| t - t_fail);
         let replies = pinger.stop();
-        let result = measure(&replies, t_fail);
+        let result = measure(&replies, t_fail).map(|g| Gap { moved, ..g });
         let restored = self.restore(system, args.mode, &leader);
         let gap = match (got, result) {
             (true, Some(g)) => g,
@@ -507,9 +576,12 @@ impl Lab {
             match self.trial(system, args) {
                 Ok((leader, g)) => {
                     println!(
-                        "  trial {i:>2}: leader {leader}: gap {:>7.1} ms, {} lost",
+                        "  trial {i:>2}: leader {leader}: gap {:>7.1} ms, {:>2} lost, client's ARP entry moved after {}",
                         g.gap * 1000.0,
-                        g.lost
+                        g.lost,
+                        g.moved
+                            .map(|m| format!("{:.1} ms", m * 1000.0))
+                            .unwrap_or_else(|| "— (did not move)".into())
                     );
                     out.push(Some(g));
                 }
@@ -611,6 +683,8 @@ struct Summary {
     max: f64,
     lost: u32,
     lost_max: u32,
+    /// p50, p99 of the neighbour-entry move, over the trials where it moved.
+    moved: Option<(f64, f64, usize)>,
 }
 
 fn summarize(gaps: &[Option<Gap>]) -> Option<Summary> {
@@ -625,13 +699,18 @@ fn summarize(gaps: &[Option<Gap>]) -> Option<Summary> {
         max: *ms.last()?,
         lost: ok.iter().map(|g| g.lost).sum(),
         lost_max: ok.iter().map(|g| g.lost).max().unwrap_or(0),
+        moved: {
+            let mut m: Vec<f64> = ok.iter().filter_map(|g| g.moved).map(|x| x * 1000.0).collect();
+            m.sort_by(f64::total_cmp);
+            percentile(&m, 50.0).zip(percentile(&m, 99.0)).map(|(a, b)| (a, b, m.len()))
+        },
     })
 }
 
 fn print_summary(system: System, mode: Mode, s: &Option<Summary>) {
     match s {
         Some(s) => println!(
-            "{:<10} {:<8} {:>3} ok {:>2} failed   p50 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms   lost {:>4} total, {:>3} max/trial",
+            "{:<10} {:<8} {:>3} ok {:>2} failed   p50 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms   lost {:>4} total, {:>3} max/trial   ARP entry moved: {}",
             system.name(),
             format!("{mode:?}").to_lowercase(),
             s.ok,
@@ -640,7 +719,10 @@ fn print_summary(system: System, mode: Mode, s: &Option<Summary>) {
             s.p99,
             s.max,
             s.lost,
-            s.lost_max
+            s.lost_max,
+            s.moved
+                .map(|(a, b, n)| format!("p50 {a:.1} ms, p99 {b:.1} ms ({n} trials)"))
+                .unwrap_or_else(|| "never".into())
         ),
         None => println!(
             "{:<10} {:<8} no successful trial",
@@ -777,6 +859,16 @@ mod tests {
         assert_eq!(g.lost, 0);
         assert_eq!(measure(&rs, 0.5), None);
         assert_eq!(measure(&rs, 2.0), None);
+    }
+
+    #[test]
+    fn neighbour_entries() {
+        assert_eq!(
+            parse_lladdr("198.51.100.200 dev eth0 lladdr 02:66:6C:62:00:0c REACHABLE\n").as_deref(),
+            Some("02:66:6c:62:00:0c")
+        );
+        assert_eq!(parse_lladdr("198.51.100.200 dev eth0 FAILED\n"), None);
+        assert_eq!(parse_lladdr(""), None);
     }
 
     #[test]
