@@ -700,9 +700,15 @@ fn summarize(gaps: &[Option<Gap>]) -> Option<Summary> {
         lost: ok.iter().map(|g| g.lost).sum(),
         lost_max: ok.iter().map(|g| g.lost).max().unwrap_or(0),
         moved: {
-            let mut m: Vec<f64> = ok.iter().filter_map(|g| g.moved).map(|x| x * 1000.0).collect();
+            let mut m: Vec<f64> = ok
+                .iter()
+                .filter_map(|g| g.moved)
+                .map(|x| x * 1000.0)
+                .collect();
             m.sort_by(f64::total_cmp);
-            percentile(&m, 50.0).zip(percentile(&m, 99.0)).map(|(a, b)| (a, b, m.len()))
+            percentile(&m, 50.0)
+                .zip(percentile(&m, 99.0))
+                .map(|(a, b)| (a, b, m.len()))
         },
     })
 }
