@@ -94,6 +94,14 @@ async fn a_crashed_member_is_declared_dead() {
     let took = t0.elapsed();
     eprintln!("crash of 1 in 5 seen by every survivor after {took:?}");
     assert!(took < BOUND);
+    for m in &members {
+        let c = m.counters();
+        assert_eq!(
+            (c.members_alive + c.members_suspect, c.members_down),
+            (3, 1),
+            "{c:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,5 @@
-//! What the gossip socket saw, for metrics and tests.
+//! What the gossip socket saw, and how many members are in which state, for metrics and
+//! tests.
 //!
 //! Plain relaxed atomics: each counter is read on its own, nothing needs the set to be
 //! a consistent snapshot.
@@ -16,11 +17,18 @@ pub(crate) struct Counters {
     pub(crate) sent: AtomicU64,
     pub(crate) sent_bytes: AtomicU64,
     pub(crate) send_errors: AtomicU64,
+    pub(crate) members_alive: AtomicU64,
+    pub(crate) members_suspect: AtomicU64,
+    pub(crate) members_down: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(gauge: &AtomicU64, v: u64) {
+        gauge.store(v, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> CounterSnapshot {
@@ -34,11 +42,14 @@ impl Counters {
             sent: get(&self.sent),
             sent_bytes: get(&self.sent_bytes),
             send_errors: get(&self.send_errors),
+            members_alive: get(&self.members_alive),
+            members_suspect: get(&self.members_suspect),
+            members_down: get(&self.members_down),
         }
     }
 }
 
-/// The counters at one moment. Byte counts are UDP payload bytes (add 28 per datagram
+/// The counters and gauges at one moment. Byte counts are UDP payload bytes (add 28 per datagram
 /// for IPv4 + UDP headers, 48 for IPv6).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CounterSnapshot {
@@ -60,4 +71,11 @@ pub struct CounterSnapshot {
     pub sent_bytes: u64,
     /// Sends the kernel refused (no route, buffer full, …).
     pub send_errors: u64,
+    /// Gauge: other members known alive (this node not counted).
+    pub members_alive: u64,
+    /// Gauge: other members under suspicion (still in the live set).
+    pub members_suspect: u64,
+    /// Gauge: members declared down or gone, one per address ever seen (a restarted
+    /// speaker replaces its previous identity, it does not add one).
+    pub members_down: u64,
 }

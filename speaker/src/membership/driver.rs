@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroUsize};
 use std::sync::Arc;
 
-use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
+use foca::{
+    AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, State, Timer,
+};
 use rand::rngs::StdRng;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -244,9 +246,29 @@ impl Driver {
                 }
             }
         }
+        // Gauges first: whoever sees the new live set then sees counts at least as new
+        // (the watch channel orders the two).
+        self.publish_gauges();
         if membership_changed {
             self.publish_live();
         }
+    }
+
+    /// Member counts by state. Suspicions come and go without a notification, so this
+    /// runs after every interaction; a walk over the member table costs less than the
+    /// datagram that triggered it.
+    fn publish_gauges(&self) {
+        let (mut alive, mut suspect, mut down) = (0u64, 0u64, 0u64);
+        for m in self.foca.iter_membership_state() {
+            match m.state() {
+                State::Alive => alive += 1,
+                State::Suspect => suspect += 1,
+                State::Down => down += 1,
+            }
+        }
+        Counters::set(&self.counters.members_alive, alive);
+        Counters::set(&self.counters.members_suspect, suspect);
+        Counters::set(&self.counters.members_down, down);
     }
 
     /// Publishes our name plus every active (alive or suspect) member's, if different

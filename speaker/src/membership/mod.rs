@@ -34,10 +34,21 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Measured (loopback, `cargo bench -p ferrolb-speaker --bench gossip`)
+//! # What the speaker's main loop must know
 //!
-//! See the bench's output; the figures at the time of writing are in the commit that
-//! added it and in `speaker/benches/gossip.rs`.
+//! - The live set always contains this node. Right after [`Membership::start`] it is
+//!   only this node: wait (briefly) to hear from the other nodes before electing, or a
+//!   restarting speaker grabs every IP for a moment.
+//! - A node that can reach no peer (isolated, or the only speaker) also sees only
+//!   itself, and elects itself for everything. That is SWIM's view of a partition, as
+//!   in MetalLB.
+//! - Seeds must be exactly the addresses peers advertise (foca ignores an announce not
+//!   addressed to the receiver's own address): every speaker must compute a node's
+//!   gossip address the same way, e.g. its first InternalIP and the gossip port.
+//! - Dropping [`Membership`] is a crash for the peers (detected in ~0.25–0.5 s);
+//!   [`Membership::leave`] is seen within a millisecond. On SIGTERM: stop announcing,
+//!   then leave, then exit.
+//! - Detection time, traffic and the trade-offs behind them: see [`tuning`].
 
 pub mod auth;
 mod counters;
