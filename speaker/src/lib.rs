@@ -6,6 +6,7 @@
 //! source ([`source`]) and the main loop ([`run`]). BGP mode and the Kubernetes source
 //! are not built yet.
 
+pub mod bgp;
 pub mod cli;
 pub mod desired;
 pub mod election;

@@ -1,0 +1,6 @@
+//! BGP mode: sessions with the routers named in `BGPPeer` objects, announcing service IPs
+//! as `BGPAdvertisement`s say. Typed messages ([`message`]) are plain data shared by the
+//! wire codec, the sans-IO session state machine and the Adj-RIB-Out.
+
+pub mod message;
+pub mod socket;
