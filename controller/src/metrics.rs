@@ -24,7 +24,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::engine::PoolUsage;
 
 /// The content type of [`Metrics::encode`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use ferrolb_observe::CONTENT_TYPE;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
@@ -173,13 +173,13 @@ impl Metrics {
 
     /// OpenMetrics text of every metric (see [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail; an encoder error would only drop the output.
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-            out.push_str("# EOF\n");
-        }
-        out
+        ferrolb_observe::encode(&self.registry)
+    }
+}
+
+impl ferrolb_observe::Exposition for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
     }
 }
 

@@ -75,7 +75,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::engine::{Action, Engine, EngineConfig};
-use crate::health::{self, Readiness, Routes};
+use crate::health::{self, Readiness};
 use crate::metrics::{Metrics, WriteResult};
 use apply::{Applied, Writer};
 use shell::{Input, Ns, Shell, Target};
@@ -131,49 +131,13 @@ async fn start_servers(
     metrics: &Arc<Metrics>,
     readiness: &Readiness,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let mut listeners = Vec::new();
-    if args.metrics_addr == args.health_addr {
-        let l = health::bind(args.health_addr)
-            .await
-            .with_context(|| format!("binding {}", args.health_addr))?;
-        listeners.push((
-            l,
-            Routes {
-                metrics: Some(metrics.clone()),
-                health: Some(readiness.clone()),
-            },
-        ));
-    } else {
-        let m = health::bind(args.metrics_addr)
-            .await
-            .with_context(|| format!("binding {}", args.metrics_addr))?;
-        let h = health::bind(args.health_addr)
-            .await
-            .with_context(|| format!("binding {}", args.health_addr))?;
-        listeners.push((
-            m,
-            Routes {
-                metrics: Some(metrics.clone()),
-                health: None,
-            },
-        ));
-        listeners.push((
-            h,
-            Routes {
-                metrics: None,
-                health: Some(readiness.clone()),
-            },
-        ));
-    }
-    Ok(listeners
-        .into_iter()
-        .map(|(l, routes)| {
-            if let Ok(addr) = l.local_addr() {
-                info!(%addr, metrics = routes.metrics.is_some(), health = routes.health.is_some(), "serving http");
-            }
-            tokio::spawn(health::serve(l, routes))
-        })
-        .collect())
+    Ok(health::start(
+        args.metrics_addr,
+        args.health_addr,
+        metrics.clone(),
+        readiness.clone(),
+    )
+    .await?)
 }
 
 /// A flag that turns true on SIGTERM or SIGINT.
