@@ -22,6 +22,7 @@ pub mod pool;
 pub mod selector;
 pub mod service;
 pub mod standalone;
+pub mod status;
 pub mod validate;
 
 pub use bfd::{BFDProfile, BFDProfileSpec};
@@ -29,6 +30,7 @@ pub use bgp::{BGPAdvertisement, BGPAdvertisementSpec, BGPPeer, BGPPeerSpec};
 pub use community::{Community, CommunitySpec};
 pub use l2::{L2Advertisement, L2AdvertisementSpec};
 pub use pool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
+pub use status::{ServiceBGPStatus, ServiceL2Status};
 
 /// The API group of every FerroLB kind.
 pub const GROUP: &str = "ferrolb.io";
@@ -47,6 +49,8 @@ pub fn crds()
         BGPPeer::crd(),
         Community::crd(),
         BFDProfile::crd(),
+        ServiceL2Status::crd(),
+        ServiceBGPStatus::crd(),
     ]
 }
 

@@ -286,3 +286,31 @@ fn rules_fit_the_api_servers_cost_budget() {
     }
     assert!(checked >= 20, "only {checked} rules found");
 }
+
+#[test]
+fn status_objects_keep_their_identity() {
+    use ferrolb_crds::{ServiceBGPStatus, ServiceL2Status};
+    for crd in [ServiceL2Status::crd(), ServiceBGPStatus::crd()] {
+        let obj = |node: &str, name: &str| {
+            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": crd.spec.names.kind, "metadata": {"name": "x"},
+                   "spec": {}, "status": {"node": node, "serviceName": name, "serviceNamespace": "ns"}})
+        };
+        let v = Validator::new();
+        let old = obj("n1", "web");
+        assert!(
+            v.validate(&schema(&crd), &obj("n1", "web"), Some(&old))
+                .is_ok()
+        );
+        assert!(v.validate(&schema(&crd), &obj("n1", "web"), None).is_ok());
+        for (new, needle) in [
+            (obj("n2", "web"), "node is immutable"),
+            (obj("n1", "db"), "serviceName is immutable"),
+        ] {
+            let errs = v.validate(&schema(&crd), &new, Some(&old)).unwrap_err();
+            assert!(
+                errs.iter().any(|e| e.message.contains(needle)),
+                "{errs:?} lacks {needle:?}"
+            );
+        }
+    }
+}
