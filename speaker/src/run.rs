@@ -1,10 +1,18 @@
 //! The speaker's main loop: read the world, learn who is alive, decide, and hand each
-//! interface the addresses it answers for. Every input change (files, gossip members,
-//! interfaces) triggers a recomputation of the pure [`election`] and [`desired`]
-//! functions; the data plane only receives the result.
+//! interface the addresses it answers for. Every input change (a new [`Snapshot`] from
+//! the source, gossip members, interfaces) triggers a recomputation of the pure
+//! [`election`] and [`desired`] functions; the data plane only receives the result, and a
+//! [`Reporter`] tells the world (a file beside the standalone directory, or
+//! ServiceL2Status objects and Events in Kubernetes).
+//!
+//! Both sources push [`Snapshot`]s into a `watch` channel: the directory is polled every
+//! [`POLL`]; the Kubernetes source ([`crate::source::kube`]) sends one after every
+//! change once its initial lists are in, and keeps the last one while the API server is
+//! away, so announcing goes on from the last known inputs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -14,14 +22,15 @@ use tracing::{info, warn};
 
 use crate::cli::{Cli, Source};
 use crate::desired::{self, Desired};
-use crate::election;
+use crate::election::{self, Announcements};
 use crate::interfaces::{Exclusions, Interface};
 use crate::membership::{self, Membership, MembershipConfig};
 use crate::netlink;
-use crate::source::dir::{DirSource, Snapshot};
+use crate::source::Snapshot;
+use crate::source::dir::DirSource;
 
 /// How often the standalone directory is checked for changes.
-const POLL: Duration = Duration::from_millis(100);
+pub const POLL: Duration = Duration::from_millis(100);
 /// How long a starting speaker waits to hear from every known node before announcing
 /// on what it has: a few gossip probe periods.
 const SETTLE: Duration = Duration::from_millis(1500);
@@ -31,16 +40,33 @@ pub trait L2Plane {
     fn apply(&mut self, desired: &Desired);
 }
 
+/// Tells the world what this node announces; called whenever that changes.
+pub trait Reporter {
+    fn announced(&mut self, report: &Report, ann: &Announcements, want: &Desired);
+}
+
 /// What this speaker announces, written for people and the lab to read:
 /// `PATH/.ferrolb/speakers/<node>.yaml` (the standalone counterpart of ServiceL2Status).
 #[derive(Debug, Default, serde::Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-struct Report {
-    node: String,
-    live_members: BTreeSet<String>,
-    announcing: BTreeMap<String, Vec<String>>,
-    not_announced: BTreeMap<String, String>,
-    no_interface: Vec<String>,
+pub struct Report {
+    pub node: String,
+    pub live_members: BTreeSet<String>,
+    /// Interface name → addresses it answers for.
+    pub announcing: BTreeMap<String, Vec<String>>,
+    /// Service → why this node does not announce it.
+    pub not_announced: BTreeMap<String, String>,
+    /// Addresses elected here that no interface can carry.
+    pub no_interface: Vec<String>,
+}
+
+/// The standalone reporter: writes the [`Report`] beside the directory.
+struct DirReporter(PathBuf);
+
+impl Reporter for DirReporter {
+    fn announced(&mut self, report: &Report, _: &Announcements, _: &Desired) {
+        write_report(&self.0, report);
+    }
 }
 
 fn write_report(dir: &std::path::Path, r: &Report) {
@@ -64,23 +90,53 @@ fn write_report(dir: &std::path::Path, r: &Report) {
     }
 }
 
+/// Reads the directory once (an error here stops the speaker: there is nothing to go
+/// on), then polls it every [`POLL`] in a task. A read that fails later keeps the last
+/// inputs.
+fn dir_feed(dir: PathBuf, lb_class: Option<String>) -> anyhow::Result<watch::Receiver<Snapshot>> {
+    let mut source = DirSource::new(dir.clone(), lb_class);
+    source.changed();
+    let snap = source
+        .read()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    let (tx, rx) = watch::channel(snap);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POLL);
+        while !tx.is_closed() {
+            tick.tick().await;
+            if source.changed() {
+                match source.read() {
+                    Ok(s) => {
+                        tx.send_replace(s);
+                    }
+                    Err(e) => warn!("reading {}: {e} (keeping the last inputs)", dir.display()),
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
 /// Runs until SIGTERM/SIGINT. On the way out the speaker stops answering and leaves the
 /// gossip membership first, so a successor takes over at once.
 pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
-    let Source::Dir(dir) = cli.source.clone() else {
-        bail!("--source kube is not available yet in the speaker; use --source dir:PATH");
-    };
     let exclude = if cli.exclude_interfaces.is_empty() {
         Exclusions::metallb_defaults()
     } else {
         Exclusions::new(&cli.exclude_interfaces)
             .map_err(|e| anyhow::anyhow!("--exclude-interface: {e}"))?
     };
-    let mut source = DirSource::new(dir.clone(), cli.lb_class.clone());
-    source.changed();
-    let mut snap = source
-        .read()
-        .with_context(|| format!("reading {}", dir.display()))?;
+    let (mut snaps, mut reporter): (watch::Receiver<Snapshot>, Box<dyn Reporter>) =
+        match cli.source.clone() {
+            Source::Dir(dir) => (
+                dir_feed(dir.clone(), cli.lb_class.clone())?,
+                Box::new(DirReporter(dir)),
+            ),
+            Source::Kube => {
+                bail!("--source kube is not available yet in the speaker; use --source dir:PATH")
+            }
+        };
+    let mut snap = snaps.borrow_and_update().clone();
     for p in &snap.problems {
         warn!("{p}");
     }
@@ -151,7 +207,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
             for ip in &report.no_interface {
                 warn!("{ip}: elected here but no eligible interface can carry it");
             }
-            write_report(&dir, &report);
+            reporter.announced(&report, &ann, &want);
             last = report;
         }
 
@@ -160,28 +216,25 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
             _ = int.recv() => break,
             r = if_rx.changed() => if r.is_err() { bail!("the interface watcher stopped") },
             r = live_rx.changed(), if gossip.is_some() => if r.is_err() { bail!("gossip stopped") },
-            _ = tick.tick() => {
-                if source.changed() {
-                    match source.read() {
-                        Ok(s) => {
-                            for p in &s.problems {
-                                warn!("{p}");
-                            }
-                            snap = s;
-                        }
-                        Err(e) => warn!("reading {}: {e} (keeping the last inputs)", dir.display()),
+            r = snaps.changed() => {
+                if r.is_err() {
+                    bail!("the input source stopped");
+                }
+                let s = snaps.borrow_and_update().clone();
+                for p in s.problems.iter().filter(|p| !snap.problems.contains(p)) {
+                    warn!("{p}");
+                }
+                snap = s;
+                let now = seeds_of(&snap, cli.gossip_bind.port());
+                if now != seeds {
+                    seeds = now;
+                    if let Some(g) = &gossip {
+                        g.join(seeds.iter().copied())?;
                     }
-                    let now = seeds_of(&snap, cli.gossip_bind.port());
-                    if now != seeds {
-                        seeds = now;
-                        if let Some(g) = &gossip {
-                            g.join(seeds.iter().copied())?;
-                        }
-                    }
-                } else if settled {
-                    continue;
                 }
             }
+            // Until settled, look again now and then: the deadline may have passed.
+            _ = tick.tick(), if !settled => {}
         }
     }
     info!("stopping: no longer answering, leaving the membership");

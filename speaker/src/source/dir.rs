@@ -1,33 +1,20 @@
 //! The standalone source: the directory that `ferrolb-controller --source dir:PATH` reads
 //! and writes. The speaker reads the same Kubernetes-shaped YAML (Nodes, Services,
 //! EndpointSlices, IPAddressPools, L2Advertisements) and the controller's record of
-//! assigned addresses, and turns them into a [`World`].
+//! assigned addresses, and turns them into a [`crate::world::World`].
 //!
 //! A file that does not parse keeps its last good objects, as in the controller: a
 //! half-saved edit must not make every node stop announcing.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use ferrolb_crds::documents::Inputs;
 use ferrolb_crds::standalone::AssignmentList;
-use ferrolb_crds::validate::{Problem, check_pools};
 use kube::ResourceExt;
 
-use crate::world::{self, L2Ad, Node, ServiceInfo, World};
-
-/// What one read of the directory yields.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub world: World,
-    /// Gossip peers: every node's InternalIP, by node name.
-    pub node_addresses: BTreeMap<String, IpAddr>,
-    /// Files that could not be read (their last good content is used), and objects that
-    /// cannot be used.
-    pub problems: Vec<String>,
-}
+pub use super::Snapshot;
 
 /// Reads a directory, remembering each file's last good objects.
 #[derive(Debug)]
@@ -137,67 +124,33 @@ fn merge(into: &mut Inputs, from: Inputs) {
     into.bfd_profiles.extend(from.bfd_profiles);
 }
 
-/// Builds the world from parsed inputs and the controller's record (pure).
+/// Builds the world from parsed inputs and the controller's record (pure): each
+/// Service's addresses are those the record gives it (none: not assigned yet).
 pub fn build(
     mut inputs: Inputs,
     record: &AssignmentList,
     lb_class: Option<&str>,
-    mut problems: Vec<String>,
+    problems: Vec<String>,
 ) -> Snapshot {
-    let pools = check_pools(&inputs.pools);
-    problems.extend(pools.problems.iter().map(Problem::to_string));
-    let endpoints = world::endpoints_by_service(&inputs.endpoint_slices);
-    let mut w = World::default();
-    let mut node_addresses = BTreeMap::new();
-    for n in &inputs.nodes {
-        let Some(node) = Node::from_kube(n) else {
-            continue;
-        };
-        let internal = n
-            .status
-            .as_ref()
-            .and_then(|s| s.addresses.as_ref())
-            .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
-            .and_then(|a| a.address.parse().ok());
-        if let Some(ip) = internal {
-            node_addresses.insert(node.name.clone(), ip);
-        }
-        w.insert_node(node);
-    }
-    for svc in &mut inputs.services {
-        let spec = svc.spec.clone().unwrap_or_default();
-        if spec.type_.as_deref() != Some("LoadBalancer")
-            || spec.load_balancer_class.as_deref() != lb_class
-        {
-            continue;
+    inputs.services.retain_mut(|svc| {
+        if !super::handles(svc, lb_class) {
+            return false;
         }
         let namespace = svc.namespace().unwrap_or_else(|| "default".into());
         let Some(a) = record.get(&namespace, &svc.name_any()) else {
-            continue;
+            return false;
         };
-        svc.metadata.namespace = Some(namespace.clone());
+        svc.metadata.namespace = Some(namespace);
         ferrolb_crds::service::set_ingress_ips(svc, &a.ips);
-        let key = world::ServiceKey::new(namespace, svc.name_any());
-        let eps = endpoints.get(&key).cloned().unwrap_or_default();
-        w.insert_service(ServiceInfo::from_service(svc, &pools, eps));
-    }
-    let labels = world::pool_labels(&inputs.pools);
-    for ad in &inputs.l2_advertisements {
-        match L2Ad::from_crd(ad, &labels) {
-            Ok(ad) => w.l2_ads.push(ad),
-            Err(p) => problems.push(p.to_string()),
-        }
-    }
-    Snapshot {
-        world: w,
-        node_addresses,
-        problems,
-    }
+        true
+    });
+    super::snapshot(&inputs, lb_class, problems)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     const CLUSTER: &str = r#"
 apiVersion: v1
