@@ -17,4 +17,5 @@ pub mod netlink;
 pub mod plane;
 pub mod run;
 pub mod source;
+pub mod status;
 pub mod world;
