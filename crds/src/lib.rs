@@ -12,6 +12,7 @@
 
 pub mod addresses;
 pub mod annotations;
+pub mod client;
 pub mod bfd;
 pub mod bgp;
 pub mod community;

@@ -12,60 +12,23 @@
 //! transport errors are [`WriteError::Retryable`]; other rejections (400, 403, 422) are
 //! [`WriteError::Rejected`].
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 
 use ferrolb_crds::annotations::IP_ALLOCATED_FROM_POOL;
 use ferrolb_crds::{IPAddressPool, IPAddressPoolStatus};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
 use kube::{Api, Client};
 use serde_json::{Value, json};
+
+use ferrolb_crds::client::Events;
 
 use crate::engine::{Action, EventType, Kind};
 
 /// Field manager of every write, and the Events' reporting controller.
 pub const FIELD_MANAGER: &str = "ferrolb-controller";
 
-/// What came of a write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Applied {
-    Written,
-    /// The object no longer exists (404); there is nothing to write.
-    Gone,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// Worth retrying: conflict, throttling, server error, network.
-    #[error("{0}")]
-    Retryable(#[source] kube::Error),
-    /// The API server refused the write; retrying the same request cannot help.
-    #[error("{0}")]
-    Rejected(#[source] kube::Error),
-}
-
-impl WriteError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, WriteError::Retryable(_))
-    }
-}
-
-/// Sorts an API error into gone / retry / rejected.
-pub fn classify(err: kube::Error) -> Result<Applied, WriteError> {
-    match &err {
-        kube::Error::Api(status) => match status.code {
-            404 => Ok(Applied::Gone),
-            408 | 409 | 429 => Err(WriteError::Retryable(err)),
-            400..=499 => Err(WriteError::Rejected(err)),
-            _ => Err(WriteError::Retryable(err)),
-        },
-        kube::Error::SerdeError(_) | kube::Error::BuildRequest(_) => Err(WriteError::Rejected(err)),
-        _ => Err(WriteError::Retryable(err)),
-    }
-}
+pub use ferrolb_crds::client::{Applied, EVENT_ACTION, WriteError, classify};
 
 /// `{"status":{"loadBalancer":{"ingress":[{"ip":"…"}, …]}}}`
 pub fn service_status_patch(ips: &[IpAddr]) -> Value {
@@ -117,48 +80,21 @@ pub fn object_reference(
     }
 }
 
-/// The `action` field of the Events FerroLB records.
-pub const EVENT_ACTION: &str = "Reconcile";
-
-/// Bound on the memory of last Event messages (see [`Writer`]).
-const MAX_REMEMBERED_NOTES: usize = 8192;
-
-/// (kind, namespace, name, Normal/Warning, reason): the Recorder's own dedup key, less the constant parts.
-type NoteKey = (&'static str, String, String, &'static str, String);
-
-/// Writes actions. Cheap to clone; clones share the Event recorder.
-///
-/// kube-runtime's [`Recorder`] folds a repeated Event (same object, type, reason and
-/// action) into the first one's series, keeping the first message. FerroLB's messages
-/// carry the reason a person acts on ("pool P is full" then "IP in use by S"), so when
-/// the message changes the recorder's cache is reset and a new Event is created.
+/// Writes actions. Cheap to clone; clones share the Event recorder
+/// ([`ferrolb_crds::client::Events`]: a changed message makes a new Event rather than
+/// a repeat of the old one).
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
-    reporter: Reporter,
-    events: Arc<Mutex<EventState>>,
-}
-
-struct EventState {
-    recorder: Recorder,
-    last_note: HashMap<NoteKey, String>,
+    events: Events,
 }
 
 impl Writer {
     /// `instance`: the reporting instance of Events (the pod name).
     pub fn new(client: Client, instance: Option<String>) -> Writer {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance,
-        };
-        let recorder = Recorder::new(client.clone(), reporter.clone());
         Writer {
+            events: Events::new(client.clone(), FIELD_MANAGER, instance),
             client,
-            reporter,
-            events: Arc::new(Mutex::new(EventState {
-                recorder,
-                last_note: HashMap::new(),
-            })),
         }
     }
 
@@ -221,70 +157,12 @@ impl Writer {
                 message,
             } => {
                 let reference = object_reference(*kind, namespace, name, uid);
-                let event = Event {
-                    type_: match type_ {
-                        EventType::Normal => KubeEventType::Normal,
-                        EventType::Warning => KubeEventType::Warning,
-                    },
-                    reason: truncate(reason, 128),
-                    note: Some(truncate(message, 1024)),
-                    action: EVENT_ACTION.into(),
-                    secondary: None,
-                };
-                let recorder = self.recorder_for(*kind, namespace, name, *type_, reason, message);
-                recorder
-                    .publish(&event, &reference)
+                self.events
+                    .publish(&reference, *type_ == EventType::Warning, reason, message)
                     .await
-                    .map(|_| Applied::Written)
-                    .or_else(classify)
             }
         }
     }
-
-    /// The recorder to publish with: a fresh one when this object's last Event with this
-    /// reason had another message.
-    fn recorder_for(
-        &self,
-        kind: Kind,
-        namespace: &str,
-        name: &str,
-        type_: EventType,
-        reason: &str,
-        message: &str,
-    ) -> Recorder {
-        let kind = match kind {
-            Kind::Service => "Service",
-            Kind::IPAddressPool => "IPAddressPool",
-        };
-        let type_ = match type_ {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        };
-        let key: NoteKey = (kind, namespace.into(), name.into(), type_, reason.into());
-        // A poisoned lock only means another write panicked mid-update; the state is
-        // still a usable cache.
-        let mut state = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = state.last_note.get(&key).is_some_and(|n| n != message);
-        if changed || state.last_note.len() >= MAX_REMEMBERED_NOTES {
-            state.recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-            if !changed {
-                state.last_note.clear();
-            }
-        }
-        state.last_note.insert(key, message.to_string());
-        state.recorder.clone()
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 #[cfg(test)]
@@ -315,11 +193,5 @@ mod tests {
             pool_status_patch(&st),
             json!({"status":{"assignedIPv4":1,"assignedIPv6":0,"availableIPv4":9,"availableIPv6":0,"conditions":[]}})
         );
-    }
-
-    #[test]
-    fn truncates_on_char_boundary() {
-        assert_eq!(truncate("abc", 5), "abc");
-        assert_eq!(truncate("aé", 2), "a");
     }
 }
