@@ -28,6 +28,14 @@
 //! on one node. The controller only lets Services share when this cannot matter for
 //! traffic (same pods for `Local`), so this is a tie-break, not a policy.
 //!
+//! BGP mode has no leader: every eligible node announces (the router spreads traffic by
+//! ECMP). A node announces a Service's addresses when the Service has an address and a
+//! serving endpoint, a BGPAdvertisement of its pool matches it (`serviceSelectors`) and
+//! selects the node (`nodeSelectors`), the node passes the same checks as in Layer2
+//! (alive, Ready, not NetworkUnavailable, not excluded), and, for
+//! `externalTrafficPolicy: Local`, a serving endpoint runs on the node. What is sent to
+//! which router is [`crate::bgp::rib`]'s business.
+//!
 //! `live` is the set of gossip members. Without gossip, the caller passes every node
 //! name, and Node readiness alone decides (slower to notice a crash, still correct).
 
@@ -37,7 +45,7 @@ use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
-use crate::world::{L2Ad, Node, ServiceInfo, ServiceKey, World};
+use crate::world::{BgpAd, L2Ad, Node, ServiceInfo, ServiceKey, World};
 
 /// A node's rank for an address: SHA-256 of `"<node>#<ip>"`. Lower ranks first.
 ///
@@ -89,6 +97,8 @@ pub enum NotAnnounced {
     NoEligibleNode,
     /// Another node announces it.
     NotLeader(String),
+    /// BGP mode: this node may not announce it.
+    NotEligible(Ineligible),
 }
 
 impl NotAnnounced {
@@ -101,6 +111,7 @@ impl NotAnnounced {
             NotAnnounced::SharedWithServiceSelector => "SharedWithServiceSelector",
             NotAnnounced::NoEligibleNode => "NoEligibleNode",
             NotAnnounced::NotLeader(_) => "NotLeader",
+            NotAnnounced::NotEligible(_) => "NotEligible",
         }
     }
 }
@@ -111,7 +122,7 @@ impl fmt::Display for NotAnnounced {
             NotAnnounced::NoAddresses => f.write_str("no address assigned"),
             NotAnnounced::NoServingEndpoints => f.write_str("no endpoint can serve"),
             NotAnnounced::NoAdvertisement => {
-                f.write_str("no L2Advertisement covers its pool and matches it")
+                f.write_str("no advertisement of this mode covers its pool and matches it")
             }
             NotAnnounced::SharedWithServiceSelector => f.write_str(
                 "it shares its address (allow-shared-ip) and an L2Advertisement selects it by serviceSelectors",
@@ -120,6 +131,7 @@ impl fmt::Display for NotAnnounced {
                 "no node is alive, Ready, reachable, not excluded, selected by an L2Advertisement (and, for externalTrafficPolicy Local, hosting an endpoint)",
             ),
             NotAnnounced::NotLeader(n) => write!(f, "announced by node {n}"),
+            NotAnnounced::NotEligible(why) => write!(f, "this node may not announce it: {why}"),
         }
     }
 }
@@ -135,7 +147,7 @@ pub enum Ineligible {
     NetworkUnavailable,
     /// Labelled `node.kubernetes.io/exclude-from-external-load-balancers`.
     Excluded,
-    /// No applicable L2Advertisement selects it.
+    /// No applicable advertisement (of the mode in question) selects it.
     NotSelected,
     /// `externalTrafficPolicy: Local` and no serving endpoint on it.
     NoLocalEndpoint,
@@ -149,7 +161,7 @@ impl fmt::Display for Ineligible {
             Ineligible::NotReady => "not Ready",
             Ineligible::NetworkUnavailable => "NetworkUnavailable",
             Ineligible::Excluded => "labelled exclude-from-external-load-balancers",
-            Ineligible::NotSelected => "no applicable L2Advertisement selects it",
+            Ineligible::NotSelected => "no applicable advertisement selects it",
             Ineligible::NoLocalEndpoint => {
                 "no serving endpoint on it (externalTrafficPolicy Local)"
             }
@@ -369,12 +381,138 @@ pub struct Announcements {
     pub l2: BTreeMap<IpAddr, L2Announcement>,
     /// Every Service of which this node announces no address in Layer2 mode.
     pub reasons: BTreeMap<ServiceKey, NotAnnounced>,
+    /// The addresses this node announces over BGP.
+    pub bgp: BTreeMap<IpAddr, BgpAnnouncement>,
+    /// Every Service of which this node announces no address over BGP.
+    pub bgp_reasons: BTreeMap<ServiceKey, NotAnnounced>,
 }
 
-/// What `my_node` announces in Layer2 mode.
+/// One address this node announces over BGP.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BgpAnnouncement {
+    /// The Services behind it (several when they share it).
+    pub services: BTreeSet<ServiceKey>,
+    /// The BGPAdvertisements, by index in `world.bgp_ads`, that apply to one of those
+    /// Services and select this node: they decide the prefixes, peers and attributes.
+    pub ads: BTreeSet<usize>,
+}
+
+/// The BGPAdvertisements that apply to a Service, by index in `world.bgp_ads`.
+fn applicable_bgp_ads(world: &World, svc: &ServiceInfo) -> Vec<usize> {
+    world
+        .bgp_ads
+        .iter()
+        .enumerate()
+        .filter(|(_, ad)| {
+            ad.pools.contains(&svc.pool) && ad.service_selectors.matches_or_empty(&svc.labels)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn bgp_selects(ad: &BgpAd, node: &Node) -> bool {
+    ad.node_selectors.matches_or_empty(&node.labels)
+}
+
+/// Whether `node` announces `svc` over BGP: the advertisements (by index in
+/// `world.bgp_ads`) it announces it under, or why it does not.
+pub fn bgp_decision(
+    world: &World,
+    svc: &ServiceInfo,
+    node: &str,
+    live: &BTreeSet<String>,
+) -> Result<BTreeSet<usize>, NotAnnounced> {
+    if svc.ips.is_empty() {
+        return Err(NotAnnounced::NoAddresses);
+    }
+    if !svc.endpoints.iter().any(|e| e.serving) {
+        return Err(NotAnnounced::NoServingEndpoints);
+    }
+    let ads = applicable_bgp_ads(world, svc);
+    if ads.is_empty() {
+        return Err(NotAnnounced::NoAdvertisement);
+    }
+    let n = world
+        .nodes
+        .get(node)
+        .ok_or(NotAnnounced::NotEligible(Ineligible::UnknownNode))?;
+    node_fit(n, live).map_err(NotAnnounced::NotEligible)?;
+    let selecting: BTreeSet<usize> = ads
+        .into_iter()
+        .filter(|&i| bgp_selects(&world.bgp_ads[i], n))
+        .collect();
+    if selecting.is_empty() {
+        return Err(NotAnnounced::NotEligible(Ineligible::NotSelected));
+    }
+    if svc.external_traffic_policy_local && !has_local_endpoint(svc, node) {
+        return Err(NotAnnounced::NotEligible(Ineligible::NoLocalEndpoint));
+    }
+    Ok(selecting)
+}
+
+/// Every Service's BGP announcers: the nodes that announce it, or why none does (the
+/// reason of the first node by name, or `NoEligibleNode` when there is no node). The
+/// same on every node for the same inputs; each node's own part is what
+/// [`announcements`] returns in `bgp`.
+pub fn bgp_election(
+    world: &World,
+    live: &BTreeSet<String>,
+) -> BTreeMap<ServiceKey, Result<BTreeSet<String>, NotAnnounced>> {
+    world
+        .services
+        .values()
+        .map(|svc| {
+            let mut nodes = BTreeSet::new();
+            let mut first_reason = None;
+            for name in world.nodes.keys() {
+                match bgp_decision(world, svc, name, live) {
+                    Ok(_) => {
+                        nodes.insert(name.clone());
+                    }
+                    Err(why) => {
+                        first_reason.get_or_insert(why);
+                    }
+                }
+            }
+            let outcome = if nodes.is_empty() {
+                Err(first_reason.unwrap_or(NotAnnounced::NoEligibleNode))
+            } else {
+                Ok(nodes)
+            };
+            (svc.key.clone(), outcome)
+        })
+        .collect()
+}
+
+/// What `my_node` announces over BGP, and why it announces nothing for every other
+/// Service.
+fn bgp_announcements(
+    world: &World,
+    my_node: &str,
+    live: &BTreeSet<String>,
+    out: &mut Announcements,
+) {
+    for svc in world.services.values() {
+        match bgp_decision(world, svc, my_node, live) {
+            Ok(ads) => {
+                for ip in &svc.ips {
+                    let a = out.bgp.entry(*ip).or_default();
+                    a.services.insert(svc.key.clone());
+                    a.ads.extend(ads.iter().copied());
+                }
+            }
+            Err(why) => {
+                out.bgp_reasons.insert(svc.key.clone(), why);
+            }
+        }
+    }
+}
+
+/// What `my_node` announces, in Layer2 mode and over BGP.
 pub fn announcements(world: &World, my_node: &str, live: &BTreeSet<String>) -> Announcements {
     let elected = elect(world, live);
     let mut out = Announcements::default();
+    bgp_announcements(world, my_node, live, &mut out);
     // Interfaces are decided per group of Services tied by shared addresses, as the
     // leader is, so that every address of the group goes out the same way. The group's
     // first Service's advertisements select this node (that is how it was elected), so

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::bgp::config::{CommunityValue, Peer};
 use ferrolb_crds::annotations;
 use ferrolb_crds::selector::Selectors;
 use ferrolb_crds::validate::{PoolCheck, Problem};
@@ -359,6 +360,10 @@ pub struct World {
     pub services: BTreeMap<ServiceKey, ServiceInfo>,
     pub l2_ads: Vec<L2Ad>,
     pub bgp_ads: Vec<BgpAd>,
+    /// BGPPeers that can be used, by name.
+    pub bgp_peers: BTreeMap<String, Peer>,
+    /// Community aliases (from every `Community` object), by alias name.
+    pub community_aliases: BTreeMap<String, CommunityValue>,
 }
 
 impl World {

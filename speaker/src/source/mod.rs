@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ferrolb_crds::documents::Inputs;
-use ferrolb_crds::validate::{Problem, check_pools};
+use ferrolb_crds::validate::{Problem, check_pools, check_references};
 use kube::ResourceExt;
 
-use crate::world::{self, L2Ad, Node, ServiceInfo, World};
+use crate::bgp::config::{aliases_from_crd, peers_from_crd};
+use crate::world::{self, BgpAd, L2Ad, Node, ServiceInfo, World};
 
 /// Everything the speaker decides from, at one moment.
 #[derive(Clone, Debug, Default)]
@@ -65,6 +66,35 @@ pub fn snapshot(inputs: &Inputs, lb_class: Option<&str>, mut problems: Vec<Strin
             Err(p) => problems.push(p.to_string()),
         }
     }
+    // BGP: an advertisement whose aggregate would cover addresses outside its pools is
+    // left out, as MetalLB rejects it; names that refer to nothing are only reported
+    // (the object may appear later).
+    let mut bgp_problems: Vec<Problem> = check_references(
+        &pools,
+        &[],
+        &inputs.bgp_advertisements,
+        &inputs.bgp_peers,
+        &inputs.communities,
+    )
+    .into_iter()
+    .filter(|p| p.kind == "BGPAdvertisement")
+    .collect();
+    for ad in &inputs.bgp_advertisements {
+        let name = ad.name_any();
+        if bgp_problems
+            .iter()
+            .any(|p| p.name == name && p.reason == "InvalidAggregationLength")
+        {
+            continue;
+        }
+        match BgpAd::from_crd(ad, &labels) {
+            Ok(ad) => w.bgp_ads.push(ad),
+            Err(p) => bgp_problems.push(p),
+        }
+    }
+    w.bgp_peers = peers_from_crd(&inputs.bgp_peers, &mut bgp_problems);
+    w.community_aliases = aliases_from_crd(&inputs.communities, &mut bgp_problems);
+    problems.extend(bgp_problems.iter().map(Problem::to_string));
     Snapshot {
         world: w,
         node_addresses,
@@ -77,4 +107,65 @@ pub fn handles(svc: &k8s_openapi::api::core::v1::Service, lb_class: Option<&str>
     let spec = svc.spec.as_ref();
     spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
         && spec.and_then(|s| s.load_balancer_class.as_deref()) == lb_class
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BGP: &str = r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: bgp, namespace: ferrolb-system}
+spec: {addresses: [203.0.113.0/24, "2001:db8:113::/120"]}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {name: router, namespace: ferrolb-system}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 198.51.100.1, holdTime: 9s}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {name: in-vrf, namespace: ferrolb-system}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 198.51.100.2, vrf: red}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: Community
+metadata: {name: c, namespace: ferrolb-system}
+spec: {communities: [{name: vip, value: "64512:100"}]}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: ok, namespace: ferrolb-system}
+spec: {ipAddressPools: [bgp], communities: [vip], aggregationLength: 28}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: too-wide, namespace: ferrolb-system}
+spec: {ipAddressPools: [bgp], aggregationLength: 16}
+"#;
+
+    #[test]
+    fn bgp_objects_reach_the_world() {
+        let mut inputs = Inputs::default();
+        inputs.parse(BGP, "bgp.yaml").unwrap();
+        let snap = snapshot(&inputs, None, Vec::new());
+        let w = &snap.world;
+        assert_eq!(w.bgp_peers.keys().collect::<Vec<_>>(), ["router"]);
+        assert_eq!(w.bgp_peers["router"].session.hold_time.as_secs(), 9);
+        assert_eq!(w.community_aliases.len(), 1);
+        let ads: Vec<_> = w
+            .bgp_ads
+            .iter()
+            .map(|a| (a.name.as_str(), a.aggregation_length))
+            .collect();
+        assert_eq!(ads, [("ok", 28)]);
+        assert_eq!(snap.problems.len(), 2, "{:?}", snap.problems);
+        assert!(snap.problems.iter().any(|p| p.contains("too-wide")));
+        assert!(
+            snap.problems
+                .iter()
+                .any(|p| p.contains("in-vrf") && p.contains("VRF"))
+        );
+    }
 }
