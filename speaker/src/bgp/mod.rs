@@ -3,6 +3,7 @@
 //! wire codec, the sans-IO session state machine and the Adj-RIB-Out.
 
 pub mod config;
+pub mod fsm;
 pub mod message;
 pub mod rib;
 pub mod socket;
