@@ -37,6 +37,17 @@ pub struct Cli {
     /// `kube` (default) or `dir:PATH`.
     #[arg(long, default_value = "kube")]
     pub source: Source,
+    /// The FerroLB namespace (`--source kube`): where the pools and advertisements are
+    /// read and the ServiceL2Status objects written.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "ferrolb-system")]
+    pub namespace: String,
+    /// This speaker's pod (`--source kube`): the owner of its ServiceL2Status objects,
+    /// so that they go with it, and the reporting instance of its Events.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// The pod's uid (needed with --pod-name for the owner reference).
+    #[arg(long, env = "POD_UID")]
+    pub pod_uid: Option<String>,
     /// Handle only Services with this spec.loadBalancerClass (default: Services without a class).
     #[arg(long, env = "FERROLB_LB_CLASS")]
     pub lb_class: Option<String>,

@@ -11,8 +11,10 @@
 //! away, so announcing goes on from the last known inputs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -43,6 +45,12 @@ pub trait L2Plane {
 /// Tells the world what this node announces; called whenever that changes.
 pub trait Reporter {
     fn announced(&mut self, report: &Report, ann: &Announcements, want: &Desired);
+
+    /// The speaker is stopping and announces nothing any more: withdraw what was
+    /// reported, if that means anything.
+    fn stop(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
 }
 
 /// What this speaker announces, written for people and the lab to read:
@@ -133,7 +141,8 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
                 Box::new(DirReporter(dir)),
             ),
             Source::Kube => {
-                bail!("--source kube is not available yet in the speaker; use --source dir:PATH")
+                let (rx, reporter) = crate::source::kube::start(&cli).await?;
+                (rx, Box::new(reporter))
             }
         };
     let mut snap = snaps.borrow_and_update().clone();
@@ -239,6 +248,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
     }
     info!("stopping: no longer answering, leaving the membership");
     plane.apply(&Desired::new());
+    reporter.stop().await;
     if let Some(g) = gossip.take() {
         g.leave().await?;
     }

@@ -4,13 +4,14 @@
 //! them apart.
 
 pub mod dir;
+pub mod kube;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use ::kube::ResourceExt;
 use ferrolb_crds::documents::Inputs;
 use ferrolb_crds::validate::{Problem, check_pools, check_references};
-use kube::ResourceExt;
 
 use crate::bgp::config::{aliases_from_crd, peers_from_crd};
 use crate::world::{self, BgpAd, L2Ad, Node, ServiceInfo, World};

@@ -1,0 +1,552 @@
+//! The speaker against Kubernetes (`--source kube`, the default).
+//!
+//! # Inputs
+//!
+//! kube-runtime watchers over Services (every namespace; only `LoadBalancer` Services
+//! of `--lb-class` are kept), EndpointSlices, Nodes, and, in the FerroLB namespace
+//! (`--namespace`, from `POD_NAMESPACE`), IPAddressPools, L2Advertisements,
+//! BGPAdvertisements, BGPPeers and Communities, merged into one stream that fills a
+//! [`store::Store`]. Nothing is sent before every initial list is in; then a
+//! [`Snapshot`] (the same shape the standalone source builds, by the same function)
+//! goes out on a `watch` channel after every batch of changes.
+//!
+//! The API server going away stops nothing: each watcher retries with kube-runtime's
+//! default backoff (exponential, up to about a minute), the failure is logged, and the
+//! channel keeps the last snapshot, so the speaker goes on announcing from its last
+//! known inputs (and gossip still tells it which nodes are alive).
+//!
+//! # Outputs
+//!
+//! [`KubeReporter`] hands what this node announces to a writer task, which keeps one
+//! `ServiceL2Status` per announced Service in the FerroLB namespace (see
+//! [`crate::status`] for the rules; the objects of this node are watched by the label
+//! `ferrolb.io/node=<node>`) and records a `nodeAssigned` Event on the Service when it
+//! starts announcing it or its interfaces change. A Service cannot own an object in
+//! another namespace, so, as in MetalLB, the owner is the speaker's pod (`POD_NAME`,
+//! `POD_UID`): the objects go with the pod. On SIGTERM the speaker deletes its objects
+//! itself (waiting at most [`STOP_TIMEOUT`]).
+//!
+//! | write | request |
+//! |---|---|
+//! | create | `POST /apis/ferrolb.io/v1beta1/namespaces/NS/servicel2statuses` (name, labels, owner, `spec: {}`), then the status as below |
+//! | status | `PATCH …/servicel2statuses/NAME/status` (merge patch) `{"status": {node, serviceName, serviceNamespace, interfaces}}` |
+//! | delete | `DELETE …/servicel2statuses/NAME` |
+//! | Event | `POST /apis/events.k8s.io/v1/namespaces/SVC_NS/events`, reason `nodeAssigned`, reporter `ferrolb-speaker` |
+//!
+//! A failed write is retried with backoff (0.5 s doubling to 60 s) by planning again;
+//! a 404 means the object is gone, a 409 on create that it exists.
+
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::Context;
+use ferrolb_crds::client::{Applied, Events, WriteError, classify};
+use ferrolb_crds::status::NODE_LABEL;
+use ferrolb_crds::status::ServiceL2StatusSpec;
+use ferrolb_crds::{
+    BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement, ServiceL2Status,
+};
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event, watcher};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::cli::Cli;
+use crate::desired::Desired;
+use crate::election::Announcements;
+use crate::run::{Report, Reporter};
+use crate::source::Snapshot;
+use crate::status::{self, Existing, Op, Plan};
+use crate::world::ServiceKey;
+use store::{Input, Store};
+
+/// Field manager of every write, and the Events' reporting controller.
+pub const FIELD_MANAGER: &str = "ferrolb-speaker";
+/// How long a stopping speaker waits for its status objects to be deleted.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the Kubernetes source needs to know.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub node: String,
+    /// The FerroLB namespace.
+    pub namespace: String,
+    pub lb_class: Option<String>,
+    /// The speaker's pod (name, uid): owner of the status objects.
+    pub pod: Option<(String, String)>,
+}
+
+impl Config {
+    pub fn from_cli(cli: &Cli) -> Config {
+        Config {
+            node: cli.node_name.clone(),
+            namespace: cli.namespace.clone(),
+            lb_class: cli.lb_class.clone(),
+            pod: cli.pod_name.clone().zip(cli.pod_uid.clone()),
+        }
+    }
+}
+
+/// Connects (in-cluster config or kubeconfig) and starts; see [`start_with`].
+pub async fn start(cli: &Cli) -> anyhow::Result<(watch::Receiver<Snapshot>, KubeReporter)> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let config = Config::from_cli(cli);
+    if config.pod.is_none() {
+        warn!(
+            "POD_NAME/POD_UID not set: ServiceL2Status objects get no owner and outlive this speaker if it dies uncleanly"
+        );
+    }
+    Ok(start_with(client, config).await)
+}
+
+/// Starts the watchers and the status writer, and returns once every initial list is
+/// in (the receiver then holds the first snapshot).
+pub async fn start_with(
+    client: Client,
+    config: Config,
+) -> (watch::Receiver<Snapshot>, KubeReporter) {
+    let (tx, mut rx) = watch::channel(Snapshot::default());
+    let (uids_tx, uids_rx) = watch::channel(BTreeMap::new());
+    let inputs = watch_inputs(client.clone(), &config.namespace);
+    info!(namespace = %config.namespace, lb_class = ?config.lb_class, "watching Services, EndpointSlices, Nodes and FerroLB objects");
+    tokio::spawn(follow(
+        inputs,
+        Store::new(config.lb_class.clone()),
+        tx,
+        uids_tx,
+    ));
+    // An error means the task ended, which it only does when every receiver is gone.
+    let _ = rx.changed().await;
+    info!("initial lists complete");
+    let reporter = KubeReporter::start(client, config, uids_rx);
+    (rx, reporter)
+}
+
+type Inputs = BoxStream<'static, Result<Input, (&'static str, watcher::Error)>>;
+
+fn watch_kind<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    wrap: fn(Event<K>) -> Input,
+) -> Inputs
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default,
+{
+    watcher(api, config)
+        .default_backoff()
+        .map_ok(wrap)
+        .map_err(move |e| (what, e))
+        .boxed()
+}
+
+/// Every watcher, merged. Watch errors are yielded (for logging); the watchers retry
+/// with backoff.
+fn watch_inputs(client: Client, namespace: &str) -> Inputs {
+    let all = watcher::Config::default;
+    futures::stream::select_all([
+        watch_kind(
+            Api::<Service>::all(client.clone()),
+            all(),
+            "services",
+            Input::Service,
+        ),
+        watch_kind(
+            Api::<EndpointSlice>::all(client.clone()),
+            all(),
+            "endpointslices",
+            Input::EndpointSlice,
+        ),
+        watch_kind(
+            Api::<Node>::all(client.clone()),
+            all(),
+            "nodes",
+            Input::Node,
+        ),
+        watch_kind(
+            Api::<IPAddressPool>::namespaced(client.clone(), namespace),
+            all(),
+            "ipaddresspools",
+            Input::Pool,
+        ),
+        watch_kind(
+            Api::<L2Advertisement>::namespaced(client.clone(), namespace),
+            all(),
+            "l2advertisements",
+            Input::L2Advertisement,
+        ),
+        watch_kind(
+            Api::<BGPAdvertisement>::namespaced(client.clone(), namespace),
+            all(),
+            "bgpadvertisements",
+            Input::BgpAdvertisement,
+        ),
+        watch_kind(
+            Api::<BGPPeer>::namespaced(client.clone(), namespace),
+            all(),
+            "bgppeers",
+            Input::BgpPeer,
+        ),
+        watch_kind(
+            Api::<Community>::namespaced(client, namespace),
+            all(),
+            "communities",
+            Input::Community,
+        ),
+    ])
+    .boxed()
+}
+
+/// Feeds the store and publishes a snapshot after every batch of changes (every event
+/// already waiting is taken before building one). Ends when nobody listens.
+async fn follow(
+    mut inputs: Inputs,
+    mut store: Store,
+    tx: watch::Sender<Snapshot>,
+    uids: watch::Sender<BTreeMap<ServiceKey, String>>,
+) {
+    let mut sent = false;
+    let mut failing: BTreeSet<&'static str> = BTreeSet::new();
+    while let Some(first) = inputs.next().await {
+        let mut changed = false;
+        let mut item = Some(first);
+        while let Some(next) = item {
+            match next {
+                Ok(input) => changed |= store.handle(input),
+                Err((what, e)) => {
+                    if failing.insert(what) {
+                        warn!(watch = what, error = %e, "watch failed; retrying with backoff, announcing from the last known inputs");
+                    } else {
+                        debug!(watch = what, error = %e, "watch failed again");
+                    }
+                }
+            }
+            item = inputs.next().now_or_never().flatten();
+        }
+        if changed && !failing.is_empty() {
+            info!(recovered = ?failing, "watches are back");
+            failing.clear();
+        }
+        if store.listed() && (changed || !sent) {
+            sent = true;
+            uids.send_replace(store.service_uids());
+            if tx.send(store.snapshot()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// What the writer is asked for: a generation number and, per Service this node
+/// announces, its interfaces (`None` before the main loop first reports).
+type Wanted = (u64, Option<BTreeMap<ServiceKey, BTreeSet<String>>>);
+
+/// Hands what this node announces to the status writer task.
+pub struct KubeReporter {
+    wanted: watch::Sender<Wanted>,
+    /// The last generation the writer brought the cluster to.
+    done: watch::Receiver<u64>,
+}
+
+impl KubeReporter {
+    fn start(
+        client: Client,
+        config: Config,
+        uids: watch::Receiver<BTreeMap<ServiceKey, String>>,
+    ) -> KubeReporter {
+        let (wanted, wanted_rx) = watch::channel((0, None));
+        let (done_tx, done) = watch::channel(0);
+        tokio::spawn(write_statuses(client, config, wanted_rx, uids, done_tx));
+        KubeReporter { wanted, done }
+    }
+
+    fn ask(&self, statuses: BTreeMap<ServiceKey, BTreeSet<String>>) -> u64 {
+        let mut generation = 0;
+        self.wanted.send_modify(|(g, w)| {
+            *g += 1;
+            generation = *g;
+            *w = Some(statuses);
+        });
+        generation
+    }
+}
+
+impl Reporter for KubeReporter {
+    fn announced(&mut self, _report: &Report, ann: &Announcements, want: &Desired) {
+        self.ask(status::desired_l2(ann, want));
+    }
+
+    fn stop(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let generation = self.ask(BTreeMap::new());
+        let mut done = self.done.clone();
+        Box::pin(async move {
+            let wait = done.wait_for(|d| *d >= generation);
+            if tokio::time::timeout(STOP_TIMEOUT, wait).await.is_err() {
+                warn!(
+                    "could not delete this node's ServiceL2Status objects in time; the pod's deletion will"
+                );
+            }
+        })
+    }
+}
+
+/// Delay before attempt `attempt + 1` after `attempt` failed ones (1-based).
+fn retry_delay(attempt: u32) -> Duration {
+    let ms = 500u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(16));
+    Duration::from_millis(ms).min(Duration::from_secs(60))
+}
+
+/// The writer task: watches this node's status objects, plans, writes, and plans again
+/// after every change of either side (or after a backoff when a write failed).
+async fn write_statuses(
+    client: Client,
+    config: Config,
+    mut wanted: watch::Receiver<Wanted>,
+    uids: watch::Receiver<BTreeMap<ServiceKey, String>>,
+    done: watch::Sender<u64>,
+) {
+    let api: Api<ServiceL2Status> = Api::namespaced(client.clone(), &config.namespace);
+    let selector = format!("{NODE_LABEL}={}", config.node);
+    let mut objects = watcher(api.clone(), watcher::Config::default().labels(&selector))
+        .default_backoff()
+        .boxed();
+    let writer = StatusWriter {
+        api,
+        events: Events::new(client, FIELD_MANAGER, Some(config.node.clone())),
+        config,
+    };
+    let mut existing: BTreeMap<String, Existing> = BTreeMap::new();
+    let mut relist: Option<BTreeMap<String, Existing>> = None;
+    let mut listed = false;
+    let mut failures = 0u32;
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            item = objects.next() => match item {
+                Some(Ok(ev)) => match ev {
+                    Event::Init => relist = Some(BTreeMap::new()),
+                    Event::InitApply(o) => {
+                        let e = Existing::from_object(&o);
+                        relist.get_or_insert_with(BTreeMap::new).insert(e.name.clone(), e);
+                    }
+                    Event::InitDone => {
+                        existing = relist.take().unwrap_or_default();
+                        listed = true;
+                    }
+                    Event::Apply(o) => {
+                        let e = Existing::from_object(&o);
+                        existing.insert(e.name.clone(), e);
+                    }
+                    Event::Delete(o) => {
+                        existing.remove(&Existing::from_object(&o).name);
+                    }
+                },
+                Some(Err(e)) => debug!(error = %e, "watching ServiceL2Status objects"),
+                None => return,
+            },
+            r = wanted.changed() => if r.is_err() { return },
+            _ = sleep_until(retry_at), if retry_at.is_some() => retry_at = None,
+        }
+        let (generation, want) = wanted.borrow_and_update().clone();
+        let Some(want) = want.filter(|_| listed && retry_at.is_none()) else {
+            continue;
+        };
+        let plan = status::plan(&writer.config.node, &want, &existing_list(&existing));
+        if plan.is_empty() {
+            done.send_replace(generation);
+            continue;
+        }
+        let service_uids = uids.borrow().clone();
+        if writer.apply(&plan, &mut existing, &service_uids).await {
+            failures = 0;
+        } else {
+            failures += 1;
+            retry_at = Some(Instant::now() + retry_delay(failures));
+        }
+        // Plan again at once: the writes above may have left work (a create whose
+        // status write failed) and `wanted` may have moved meanwhile.
+        wanted.mark_changed();
+    }
+}
+
+fn existing_list(m: &BTreeMap<String, Existing>) -> Vec<Existing> {
+    m.values().cloned().collect()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct StatusWriter {
+    api: Api<ServiceL2Status>,
+    events: Events,
+    config: Config,
+}
+
+impl StatusWriter {
+    /// Writes the plan, keeping `existing` in step with what succeeded. Returns false
+    /// when a write failed (and should be tried again later).
+    async fn apply(
+        &self,
+        plan: &Plan,
+        existing: &mut BTreeMap<String, Existing>,
+        uids: &BTreeMap<ServiceKey, String>,
+    ) -> bool {
+        let mut ok = true;
+        for op in &plan.ops {
+            match (op, self.write(op).await) {
+                (
+                    Op::Create {
+                        name,
+                        service,
+                        status,
+                    },
+                    Ok(Applied::Written),
+                ) => {
+                    existing.insert(
+                        name.clone(),
+                        Existing {
+                            name: name.clone(),
+                            service: Some(service.clone()),
+                            status: Some(status.clone()),
+                        },
+                    );
+                }
+                (Op::Update { name, status }, Ok(Applied::Written)) => {
+                    if let Some(e) = existing.get_mut(name) {
+                        e.status = Some(status.clone());
+                    }
+                }
+                (Op::Update { name, .. }, Ok(Applied::Gone)) | (Op::Delete { name }, Ok(_)) => {
+                    existing.remove(name);
+                }
+                // Created, then gone before its status was written: planned again.
+                (Op::Create { .. }, Ok(Applied::Gone)) => {}
+                (op, Err(e)) => {
+                    ok = false;
+                    let retryable = e.is_retryable();
+                    warn!(?op, error = %e, retryable, "ServiceL2Status write failed; will try again after a backoff");
+                }
+            }
+        }
+        for note in &plan.events {
+            let reference = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Service".into()),
+                namespace: Some(note.service.namespace.clone()),
+                name: Some(note.service.name.clone()),
+                uid: uids.get(&note.service).cloned(),
+                ..Default::default()
+            };
+            match self
+                .events
+                .publish(&reference, false, status::NODE_ASSIGNED, &note.message)
+                .await
+            {
+                Ok(_) => info!(service = %note.service, message = %note.message, "nodeAssigned"),
+                // Events are for people; a lost one is not worth holding the statuses.
+                Err(e) => {
+                    warn!(service = %note.service, error = %e, "recording the nodeAssigned Event")
+                }
+            }
+        }
+        ok
+    }
+
+    async fn write(&self, op: &Op) -> Result<Applied, WriteError> {
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match op {
+            Op::Create {
+                name,
+                service,
+                status,
+            } => {
+                let obj = ServiceL2Status {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(self.config.namespace.clone()),
+                        labels: Some(status::labels(&self.config.node, service)),
+                        owner_references: self.config.pod.as_ref().map(|(pod, uid)| {
+                            vec![OwnerReference {
+                                api_version: "v1".into(),
+                                kind: "Pod".into(),
+                                name: pod.clone(),
+                                uid: uid.clone(),
+                                ..Default::default()
+                            }]
+                        }),
+                        ..Default::default()
+                    },
+                    spec: ServiceL2StatusSpec {},
+                    status: None,
+                };
+                let pp_create = PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                match self.api.create(&pp_create, &obj).await {
+                    Ok(_) => {}
+                    // Already there (a create that raced with the watch): write its status.
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    Err(e) => return classify(e),
+                }
+                self.write_status(name, status, &pp).await
+            }
+            Op::Update { name, status } => self.write_status(name, status, &pp).await,
+            Op::Delete { name } => self
+                .api
+                .delete(name, &DeleteParams::default())
+                .await
+                .map(|_| Applied::Written)
+                .or_else(classify),
+        }
+    }
+
+    async fn write_status(
+        &self,
+        name: &str,
+        status: &ferrolb_crds::status::ServiceL2StatusStatus,
+        pp: &PatchParams,
+    ) -> Result<Applied, WriteError> {
+        // `interfaces` always present: a merge patch replaces lists, so `[]` clears.
+        let patch = json!({ "status": {
+            "node": status.node,
+            "serviceName": status.service_name,
+            "serviceNamespace": status.service_namespace,
+            "interfaces": status.interfaces,
+        }});
+        self.api
+            .patch_status(name, pp, &Patch::Merge(&patch))
+            .await
+            .map(|_| Applied::Written)
+            .or_else(classify)
+    }
+}
