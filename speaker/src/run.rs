@@ -167,6 +167,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(POLL);
     let mut last = Report::default();
+    let mut reported = false;
     let settle_deadline = tokio::time::Instant::now() + SETTLE;
     let mut settled = false;
     loop {
@@ -211,12 +212,19 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
                 .collect(),
             no_interface: homeless.iter().map(IpAddr::to_string).collect(),
         };
-        if report != last {
-            info!(announcing = ?report.announcing, live = ?report.live_members, "announcements changed");
-            for ip in &report.no_interface {
-                warn!("{ip}: elected here but no eligible interface can carry it");
+        if report != last || (settled && !reported) {
+            if report != last {
+                info!(announcing = ?report.announcing, live = ?report.live_members, "announcements changed");
+                for ip in &report.no_interface {
+                    warn!("{ip}: elected here but no eligible interface can carry it");
+                }
             }
-            reporter.announced(&report, &ann, &want);
+            // Not before settling: a restarted speaker would withdraw, then restore,
+            // everything it reported before.
+            if settled {
+                reporter.announced(&report, &ann, &want);
+                reported = true;
+            }
             last = report;
         }
 
