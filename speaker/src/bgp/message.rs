@@ -37,6 +37,9 @@ impl Safi {
 }
 
 /// One BGP message.
+// UPDATE dominates the size; boxing it would only complicate every match on messages,
+// which are built and moved a handful of times each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     Open(Open),
@@ -99,8 +102,7 @@ impl Open {
     /// Whether the sender announced multiprotocol support for `(afi, safi)`.
     pub fn multiprotocol(&self, afi: Afi, safi: Safi) -> bool {
         self.capabilities
-            .iter()
-            .any(|c| *c == Capability::Multiprotocol { afi, safi })
+            .contains(&Capability::Multiprotocol { afi, safi })
     }
 
     /// The families announced with the multiprotocol capability, in order.
@@ -366,8 +368,8 @@ pub struct MpUnreach {
 /// A path attribute kept as received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawAttribute {
-    /// The flag octet as received (the extended-length bit is the codec's business when
-    /// encoding: it is recomputed from the value's length).
+    /// The flag octet as received, without the extended-length bit: that one is a wire
+    /// detail the codec sets from the value's length.
     pub flags: u8,
     pub type_code: u8,
     pub value: Vec<u8>,

@@ -2,6 +2,7 @@
 //! as `BGPAdvertisement`s say. Typed messages ([`message`]) are plain data shared by the
 //! wire codec, the sans-IO session state machine and the Adj-RIB-Out.
 
+pub mod codec;
 pub mod config;
 pub mod fsm;
 pub mod message;
