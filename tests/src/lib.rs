@@ -1,1 +1,2 @@
 //! Shared helpers for the integration tests in `tests/tests/`.
+pub mod bgp;

@@ -205,10 +205,10 @@ pub fn parse_count(text: &str) -> Option<usize> {
     let mut total = None;
     for line in text.lines() {
         let mut words = line.split_whitespace();
-        if let (Some(n), Some("of")) = (words.next(), words.next()) {
-            if let Ok(n) = n.parse::<usize>() {
-                *total.get_or_insert(0) += n;
-            }
+        if let (Some(n), Some("of")) = (words.next(), words.next())
+            && let Ok(n) = n.parse::<usize>()
+        {
+            *total.get_or_insert(0) += n;
         }
     }
     total
@@ -294,9 +294,9 @@ impl Bird {
         )
     }
 
-    /// Every path BIRD holds, with attributes.
+    /// Every BGP path BIRD holds, with attributes.
     pub fn routes(&self) -> Result<Vec<Route>> {
-        let text = self.birdc(&["show", "route", "all"])?;
+        let text = self.birdc(&["show", "route", "all", "where", "source", "=", "RTS_BGP"])?;
         let peers: Vec<(String, IpAddr)> = self
             .cfg
             .neighbors
@@ -309,9 +309,9 @@ impl Bird {
         })
     }
 
-    /// How many routes BIRD holds, over all tables (cheap, for large tables).
+    /// How many BGP routes BIRD holds, over all tables (cheap, for large tables).
     pub fn count(&self) -> Result<usize> {
-        let text = self.birdc(&["show", "route", "count"])?;
+        let text = self.birdc(&["show", "route", "where", "source", "=", "RTS_BGP", "count"])?;
         parse_count(&text).ok_or_else(|| Error::Parse {
             what: "birdc show route count".into(),
             detail: text,

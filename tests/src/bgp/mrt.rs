@@ -1,6 +1,15 @@
 //! An MRT TABLE_DUMP_V2 writer (RFC 6396 §4.3): one peer, one path per prefix. This is
 //! how the benchmark hands tens of thousands of routes to GoBGP in one step
 //! (`gobgp mrt inject global FILE`) instead of one CLI call per route.
+//!
+//! Two things GoBGP 3.10 needs that the RFC alone does not say:
+//! - it decodes MP_REACH_NLRI in RIB entries in the full UPDATE layout (AFI, SAFI, next
+//!   hop, reserved byte, NLRI), not the abbreviated one of §4.3.4 (it fails with
+//!   "unknown route family" on that), so the full layout is written;
+//! - `gobgp mrt inject` exits without waiting for the daemon to take the end of its
+//!   stream, losing the last few hundred records (300 of 5,000 here). The dump therefore
+//!   ends with `repeat_last` copies of the last record: re-adding an identical path
+//!   changes nothing, and every distinct prefix is taken before the tail is cut.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -27,9 +36,10 @@ fn attribute(out: &mut Vec<u8>, flags: u8, kind: u8, value: &[u8]) {
 }
 
 /// A RIB dump of `prefixes`, each with ORIGIN IGP, AS_PATH `as_path` (4-byte ASNs, as
-/// TABLE_DUMP_V2 requires) and next hop `next_hop` (NEXT_HOP for IPv4; for IPv6 the
-/// abbreviated MP_REACH_NLRI of §4.3.4: next-hop length and address only). `peer` is
-/// the one peer the entries are learnt from.
+/// TABLE_DUMP_V2 requires) and a next hop (NEXT_HOP for IPv4, MP_REACH_NLRI for IPv6),
+/// the last record repeated `repeat_last` more times (see the module documentation).
+/// `peer` is the one peer the entries are learnt from.
+#[allow(clippy::too_many_arguments)]
 pub fn rib_dump(
     peer: IpAddr,
     peer_asn: u32,
@@ -38,6 +48,7 @@ pub fn rib_dump(
     as_path: &[u32],
     next_hop4: Ipv4Addr,
     next_hop6: std::net::Ipv6Addr,
+    repeat_last: usize,
 ) -> Vec<u8> {
     assert!(as_path.len() <= 60, "one AS_PATH segment");
     let mut out = Vec::with_capacity(64 + prefixes.len() * 64);
@@ -71,9 +82,14 @@ pub fn rib_dump(
                 attribute(&mut attrs, 0x40, 3, &next_hop4.octets());
                 RIB_IPV4_UNICAST
             }
-            IpNet::V6(_) => {
-                let mut mp = vec![16u8];
+            IpNet::V6(p) => {
+                let mut mp = vec![0, 2, 1, 16]; // AFI IPv6, SAFI unicast, next hop length
                 mp.extend_from_slice(&next_hop6.octets());
+                mp.push(0); // reserved
+                mp.push(p.prefix_len());
+                mp.extend_from_slice(
+                    &p.network().octets()[..usize::from(p.prefix_len()).div_ceil(8)],
+                );
                 attribute(&mut attrs, 0x80, 14, &mp);
                 RIB_IPV6_UNICAST
             }
@@ -93,6 +109,11 @@ pub fn rib_dump(
         b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
         b.extend_from_slice(&attrs);
         record(&mut out, subtype, &b);
+        if seq + 1 == prefixes.len() {
+            for _ in 0..repeat_last {
+                record(&mut out, subtype, &b);
+            }
+        }
     }
     out
 }
@@ -115,6 +136,7 @@ mod tests {
             &[64512],
             Ipv4Addr::new(198, 51, 100, 11),
             Ipv6Addr::new(0x2001, 0xdb8, 0xe, 0, 0, 0, 0, 0x11),
+            2,
         );
         // Peer index table: header 12 + collector 4 + view 2 + count 2 + peer 1+4+4+4.
         assert_eq!(&d[4..8], &[0, 13, 0, 1]);
@@ -133,9 +155,16 @@ mod tests {
         let second = first + 12 + len1;
         assert_eq!(&d[second + 4..second + 8], &[0, 13, 0, 4]);
         assert_eq!(d[second + 16], 128);
-        // The last attribute is the abbreviated MP_REACH_NLRI: 0x80 14 17 16 <addr>.
-        let tail = &d[d.len() - 20..];
-        assert_eq!(&tail[..4], &[0x80, 14, 17, 16]);
-        assert_eq!(tail[19], 0x11);
+        // The last attribute is MP_REACH_NLRI, full layout: AFI 2, SAFI 1, 16-byte next
+        // hop, reserved, the /128.
+        let len2 = u32::from_be_bytes(d[second + 8..second + 12].try_into().unwrap()) as usize;
+        let rec2 = &d[second..second + 12 + len2];
+        let mp = &rec2[rec2.len() - 41..];
+        assert_eq!(&mp[..7], &[0x80, 14, 38, 0, 2, 1, 16]);
+        assert_eq!(mp[22], 0x11);
+        assert_eq!(&mp[23..25], &[0, 128]);
+        // Repeated twice more, byte for byte.
+        assert_eq!(d.len(), second + 3 * rec2.len());
+        assert_eq!(&d[d.len() - rec2.len()..], rec2);
     }
 }

@@ -68,6 +68,6 @@ pub fn well_known(name: &str) -> Option<&'static str> {
 
 /// Routes sorted by prefix then peer, so comparisons do not depend on daemon order.
 pub fn sorted(mut routes: Vec<Route>) -> Vec<Route> {
-    routes.sort_by(|a, b| (a.prefix, a.peer).cmp(&(b.prefix, b.peer)));
+    routes.sort_by_key(|r| (r.prefix, r.peer));
     routes
 }
