@@ -1,6 +1,7 @@
 //! The install base renders: `kubectl kustomize deploy/` (run from the repository root)
-//! exits 0 and its output holds the CRDs, the namespace, the controller's Deployment and
-//! its RBAC, consistent with one another.
+//! exits 0 and its output holds the CRDs, the namespace, the controller's Deployment,
+//! the speaker's DaemonSet and their RBAC, consistent with one another, with the
+//! speaker's privileges and permissions no wider than it needs.
 //!
 //! Needs `kubectl` on the PATH (Debian: `apt-get install kubernetes-client`; `.ci/run`
 //! installs it).
@@ -49,7 +50,7 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 fn deploy_base_renders() {
     let docs = render();
 
-    // The six CRDs, as generated from the types.
+    // Every CRD, as generated from the types.
     let crds: Vec<&Value> = docs
         .iter()
         .filter(|d| d["kind"] == "CustomResourceDefinition")
@@ -70,7 +71,7 @@ fn deploy_base_renders() {
         ferrolb_crds::crds().len(),
         "unexpected CRDs rendered"
     );
-    assert_eq!(crds.len(), 6);
+    assert_eq!(crds.len(), 8);
 
     find(&docs, "Namespace", NAMESPACE);
 
@@ -89,8 +90,9 @@ fn deploy_base_renders() {
     assert!(
         containers.iter().any(|c| c["image"]
             .as_str()
-            .is_some_and(|i| i.contains("ferrolb-controller"))),
-        "no ferrolb-controller image in the Deployment: {containers:?}"
+            .is_some_and(|i| i.starts_with("ferrolb:"))
+            && c["command"][0] == "/ferrolb-controller"),
+        "no ferrolb image running /ferrolb-controller in the Deployment: {containers:?}"
     );
 
     let role = find(&docs, "ClusterRole", "ferrolb-controller");
@@ -123,5 +125,198 @@ fn deploy_base_renders() {
                 d["kind"], d["metadata"]["name"]
             );
         }
+    }
+}
+
+/// The rules of a (Cluster)Role as (apiGroup, resource, verb) triples.
+fn grants(role: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        for g in rule["apiGroups"].as_array().expect("apiGroups") {
+            for r in rule["resources"].as_array().expect("resources") {
+                for v in rule["verbs"].as_array().expect("verbs") {
+                    out.push((
+                        g.as_str().unwrap_or_default().to_string(),
+                        r.as_str().unwrap_or_default().to_string(),
+                        v.as_str().unwrap_or_default().to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn bound(docs: &[Value], binding: &str, role: &str, account: &str) -> bool {
+    docs.iter().any(|d| {
+        d["kind"] == binding
+            && d["roleRef"]["name"] == role
+            && d["subjects"].as_array().is_some_and(|s| {
+                s.iter().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"] == account
+                        && s["namespace"] == NAMESPACE
+                })
+            })
+    })
+}
+
+#[test]
+fn speaker_daemonset_and_least_privilege() {
+    let docs = render();
+    let ds = find(&docs, "DaemonSet", "ferrolb-speaker");
+    assert_eq!(ds["metadata"]["namespace"], NAMESPACE);
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["hostNetwork"], true,
+        "the speaker answers on the node's interfaces"
+    );
+    assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert!(
+        c["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("ferrolb:")),
+        "{c}"
+    );
+    assert_eq!(c["command"], serde_json::json!(["/ferrolb-speaker"]));
+
+    // Environment from the pod's own fields.
+    let env = |name: &str| -> String {
+        c["env"]
+            .as_array()
+            .and_then(|e| e.iter().find(|v| v["name"] == name))
+            .and_then(|v| v["valueFrom"]["fieldRef"]["fieldPath"].as_str())
+            .unwrap_or_else(|| panic!("{name} is not set from a fieldRef: {c}"))
+            .to_string()
+    };
+    assert_eq!(env("NODE_NAME"), "spec.nodeName");
+    assert_eq!(env("POD_NAMESPACE"), "metadata.namespace");
+    assert_eq!(env("POD_NAME"), "metadata.name");
+    assert_eq!(env("POD_UID"), "metadata.uid");
+
+    // Capabilities: all dropped, NET_RAW alone added back; nothing else privileged.
+    let sc = &c["securityContext"];
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(sc["capabilities"]["add"], serde_json::json!(["NET_RAW"]));
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert!(sc["privileged"].is_null() || sc["privileged"] == false);
+
+    // Gossip: UDP 7946 only, keyed by a Secret that is mounted, not shipped.
+    let ports = c["ports"].as_array().expect("ports");
+    assert_eq!(
+        ports
+            .iter()
+            .map(|p| (
+                p["containerPort"].as_u64().unwrap_or(0),
+                p["protocol"].as_str().unwrap_or("TCP")
+            ))
+            .collect::<Vec<_>>(),
+        vec![(7946, "UDP")]
+    );
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(args.contains(&"--gossip-bind=0.0.0.0:7946"), "{args:?}");
+    let secret_file = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--gossip-secret-file="))
+        .expect("the speaker is given the gossip secret");
+    let mount = c["volumeMounts"]
+        .as_array()
+        .and_then(|m| {
+            m.iter().find(|m| {
+                m["mountPath"]
+                    .as_str()
+                    .is_some_and(|p| secret_file.starts_with(&format!("{p}/")))
+            })
+        })
+        .unwrap_or_else(|| panic!("{secret_file} is on no mounted volume: {c}"));
+    let volume = pod["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == mount["name"]))
+        .expect("the mounted volume exists");
+    assert_eq!(volume["secret"]["secretName"], "ferrolb-gossip");
+    assert!(
+        docs.iter().all(|d| d["kind"] != "Secret"),
+        "no Secret is rendered: each cluster makes its own gossip key"
+    );
+
+    // Its identity and permissions.
+    let account = pod["serviceAccountName"]
+        .as_str()
+        .expect("serviceAccountName");
+    assert_eq!(account, "ferrolb-speaker");
+    find(&docs, "ServiceAccount", account);
+    let cluster = find(&docs, "ClusterRole", "ferrolb-speaker");
+    let role = find(&docs, "Role", "ferrolb-speaker");
+    assert!(bound(
+        &docs,
+        "ClusterRoleBinding",
+        "ferrolb-speaker",
+        account
+    ));
+    assert!(bound(&docs, "RoleBinding", "ferrolb-speaker", account));
+
+    let read = ["get", "list", "watch"];
+    let cluster_grants = grants(cluster);
+    for (group, resource) in [
+        ("", "services"),
+        ("", "nodes"),
+        ("discovery.k8s.io", "endpointslices"),
+    ] {
+        for verb in read {
+            assert!(
+                cluster_grants.contains(&(group.into(), resource.into(), verb.into())),
+                "speaker cannot {verb} {resource}"
+            );
+        }
+    }
+    assert!(cluster_grants.contains(&("events.k8s.io".into(), "events".into(), "create".into())));
+    // Cluster-wide it writes Events and nothing else; it never reads Secrets.
+    for (group, resource, verb) in &cluster_grants {
+        assert!(
+            read.contains(&verb.as_str()) || (group == "events.k8s.io" && resource == "events"),
+            "the speaker's ClusterRole grants {verb} on {group}/{resource}"
+        );
+        assert_ne!(resource, "secrets");
+    }
+    let role_grants = grants(role);
+    for resource in [
+        "ipaddresspools",
+        "l2advertisements",
+        "bgpadvertisements",
+        "bgppeers",
+        "communities",
+    ] {
+        for verb in read {
+            assert!(role_grants.contains(&("ferrolb.io".into(), resource.into(), verb.into())));
+        }
+    }
+    for verb in ["create", "patch", "delete", "list", "watch"] {
+        assert!(
+            role_grants.contains(&("ferrolb.io".into(), "servicel2statuses".into(), verb.into())),
+            "speaker cannot {verb} servicel2statuses"
+        );
+    }
+    assert!(role_grants.contains(&(
+        "ferrolb.io".into(),
+        "servicel2statuses/status".into(),
+        "patch".into()
+    )));
+    for (group, resource, verb) in &role_grants {
+        assert_eq!(group, "ferrolb.io");
+        assert!(
+            read.contains(&verb.as_str())
+                || resource.starts_with("servicel2statuses")
+                || resource.starts_with("servicebgpstatuses"),
+            "the speaker's Role grants {verb} on {resource}"
+        );
     }
 }
