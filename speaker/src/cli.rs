@@ -68,4 +68,16 @@ pub struct Cli {
     /// switch tables never age out. Off by default.
     #[arg(long, value_parser = duration)]
     pub garp_refresh: Option<Duration>,
+    /// TCP port on which BGP peers may connect to this speaker (passive peers, and
+    /// routers that dial): connections from addresses that are not configured peers are
+    /// closed at once. 0: never listen, sessions only dial.
+    #[arg(long, default_value_t = 179)]
+    pub bgp_listen_port: u16,
+    /// Prometheus metrics listen address (`/metrics`), MetalLB's speaker port. The same
+    /// address as --health-addr serves both on one port; port 0 picks a free one.
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    pub metrics_addr: SocketAddr,
+    /// `/healthz` and `/readyz` listen address.
+    #[arg(long, default_value = "0.0.0.0:7473")]
+    pub health_addr: SocketAddr,
 }

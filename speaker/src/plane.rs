@@ -3,6 +3,7 @@
 //! changes MAC or link-local address).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::warn;
@@ -10,11 +11,13 @@ use tracing::warn;
 use crate::desired::{Desired, Owned};
 use crate::l2::announcer::{Announcer, Config, Link};
 use crate::l2::ether::MacAddr;
+use crate::metrics::Metrics;
 use crate::run::L2Plane;
 
 pub struct Announcers {
     config: Config,
     running: BTreeMap<u32, Announcer>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Announcers {
@@ -25,7 +28,14 @@ impl Announcers {
                 ..Config::default()
             },
             running: BTreeMap::new(),
+            metrics: None,
         }
+    }
+
+    /// Announcers count into `metrics`, per interface name.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Announcers {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn link(index: u32, o: &Owned) -> Link {
@@ -48,7 +58,12 @@ impl L2Plane for Announcers {
         });
         for (index, owned) in desired {
             if !self.running.contains_key(index) {
-                match Announcer::spawn(Self::link(*index, owned), self.config.clone()) {
+                let counters = self
+                    .metrics
+                    .as_ref()
+                    .map_or_else(Default::default, |m| m.l2_counters(&owned.name));
+                let link = Self::link(*index, owned);
+                match Announcer::spawn_counting(link, self.config.clone(), counters) {
                     Ok(a) => {
                         self.running.insert(*index, a);
                     }

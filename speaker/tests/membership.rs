@@ -88,6 +88,7 @@ async fn a_crashed_member_is_declared_dead() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let victim = members.remove(2);
+    let victim_name = victim.identity().name.clone();
     let t0 = Instant::now();
     drop(victim); // no leave: the task and its socket just go away
     converge(&members, &names(&members), BOUND).await;
@@ -101,6 +102,8 @@ async fn a_crashed_member_is_declared_dead() {
             (3, 1),
             "{c:?}"
         );
+        // Declared down after a suspicion: a failure, not a leave.
+        assert_eq!(m.failed(), BTreeSet::from([victim_name.clone()]));
     }
 }
 
@@ -120,6 +123,10 @@ async fn a_leaving_member_is_dropped_at_once() {
     assert!(took < BOUND);
     // The leaver's own view is emptied.
     assert!(its_live.borrow_and_update().is_empty());
+    // A leave is not a failure.
+    for m in &members {
+        assert!(m.failed().is_empty(), "{:?}", m.failed());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

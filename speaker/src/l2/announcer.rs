@@ -213,6 +213,16 @@ impl Announcer {
     /// Must be called inside a tokio runtime with I/O and time enabled; the sockets
     /// belong to the calling thread's network namespace. Needs `CAP_NET_RAW`.
     pub fn spawn(link: Link, config: Config) -> Result<Self, AnnouncerError> {
+        Self::spawn_counting(link, config, Arc::new(Counters::default()))
+    }
+
+    /// As [`spawn`](Self::spawn), counting into `counters`, which outlive the
+    /// announcer: an interface that stops and starts again keeps counting where it was.
+    pub fn spawn_counting(
+        link: Link,
+        config: Config,
+        counters: Arc<Counters>,
+    ) -> Result<Self, AnnouncerError> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| AnnouncerError::NoRuntime)?;
         if config.burst.windows(2).any(|w| w[0] > w[1]) {
@@ -236,7 +246,6 @@ impl Announcer {
 
         let (wanted, wanted_rx) = watch::channel(BTreeSet::new());
         let (announced_tx, announced) = watch::channel(BTreeSet::new());
-        let counters = Arc::new(Counters::default());
         let task = Task {
             link: link.clone(),
             config,

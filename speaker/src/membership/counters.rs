@@ -4,6 +4,8 @@
 //! Plain relaxed atomics: each counter is read on its own, nothing needs the set to be
 //! a consistent snapshot.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Live counters, shared between the driver task and [`super::Membership`].
@@ -20,6 +22,12 @@ pub(crate) struct Counters {
     pub(crate) members_alive: AtomicU64,
     pub(crate) members_suspect: AtomicU64,
     pub(crate) members_down: AtomicU64,
+    /// Names of the members under suspicion at the last walk of the member table.
+    pub(crate) suspected: Mutex<BTreeSet<String>>,
+    /// Names of the members declared down after a suspicion (failure detection), as
+    /// opposed to those that announced their leave; a name leaves the set when the
+    /// member is up again.
+    pub(crate) failed: Mutex<BTreeSet<String>>,
 }
 
 impl Counters {
@@ -29,6 +37,36 @@ impl Counters {
 
     pub(crate) fn set(gauge: &AtomicU64, v: u64) {
         gauge.store(v, Ordering::Relaxed);
+    }
+
+    /// Remembers who is suspect now, for [`Counters::member_down`].
+    pub(crate) fn set_suspected(&self, names: BTreeSet<String>) {
+        if let Ok(mut s) = self.suspected.lock() {
+            *s = names;
+        }
+    }
+
+    /// A member was declared down: by failure detection if it was suspect before
+    /// (a leaving member goes from alive to down in one step).
+    pub(crate) fn member_down(&self, name: &str) {
+        let suspected = self.suspected.lock().is_ok_and(|s| s.contains(name));
+        if let Ok(mut failed) = self.failed.lock() {
+            if suspected {
+                failed.insert(name.to_string());
+            } else {
+                failed.remove(name);
+            }
+        }
+    }
+
+    pub(crate) fn member_up(&self, name: &str) {
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.remove(name);
+        }
+    }
+
+    pub(crate) fn failed(&self) -> BTreeSet<String> {
+        self.failed.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     pub(crate) fn snapshot(&self) -> CounterSnapshot {

@@ -208,10 +208,17 @@ impl Driver {
         let mut membership_changed = false;
         while let Some(notification) = io.runtime.to_notify() {
             match notification {
-                OwnedNotification::MemberUp(_)
-                | OwnedNotification::MemberDown(_)
-                | OwnedNotification::Rename(..)
-                | OwnedNotification::Idle => membership_changed = true,
+                OwnedNotification::MemberUp(id) => {
+                    self.counters.member_up(&id.name);
+                    membership_changed = true;
+                }
+                OwnedNotification::MemberDown(id) => {
+                    self.counters.member_down(&id.name);
+                    membership_changed = true;
+                }
+                OwnedNotification::Rename(..) | OwnedNotification::Idle => {
+                    membership_changed = true
+                }
                 OwnedNotification::Rejoin(id) => {
                     tracing::warn!(
                         bump = id.bump,
@@ -259,13 +266,18 @@ impl Driver {
     /// datagram that triggered it.
     fn publish_gauges(&self) {
         let (mut alive, mut suspect, mut down) = (0u64, 0u64, 0u64);
+        let mut suspected = BTreeSet::new();
         for m in self.foca.iter_membership_state() {
             match m.state() {
                 State::Alive => alive += 1,
-                State::Suspect => suspect += 1,
+                State::Suspect => {
+                    suspect += 1;
+                    suspected.insert(m.id().name.clone());
+                }
                 State::Down => down += 1,
             }
         }
+        self.counters.set_suspected(suspected);
         Counters::set(&self.counters.members_alive, alive);
         Counters::set(&self.counters.members_suspect, suspect);
         Counters::set(&self.counters.members_down, down);

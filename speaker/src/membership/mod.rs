@@ -241,6 +241,19 @@ impl Membership {
         self.counters.snapshot()
     }
 
+    /// Reads the counters when called, for a metrics registry that reads them on
+    /// every scrape; it outlives the membership.
+    pub fn counter_source(&self) -> impl Fn() -> CounterSnapshot + Send + Sync + 'static {
+        let counters = Arc::clone(&self.counters);
+        move || counters.snapshot()
+    }
+
+    /// Nodes declared down by failure detection (suspected, then not refuted in time)
+    /// and not up again. A node that left with [`Membership::leave`] is not in it.
+    pub fn failed(&self) -> BTreeSet<String> {
+        self.counters.failed()
+    }
+
     /// Tells peers we are leaving, so they drop us at once instead of after the
     /// detection time, then stops the task. The live set becomes empty.
     pub async fn leave(mut self) -> Result<(), MembershipError> {
