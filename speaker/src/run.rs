@@ -66,6 +66,9 @@ pub struct Report {
     pub not_announced: BTreeMap<String, String>,
     /// Addresses elected here that no interface can carry.
     pub no_interface: Vec<String>,
+    /// BGP sessions: state and the prefixes each peer holds from this node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bgp_sessions: Vec<crate::bgp::speaker::SessionSummary>,
 }
 
 /// The standalone reporter: writes the [`Report`] beside the directory.
@@ -163,6 +166,9 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
         g.join(seeds.iter().copied())?;
     }
 
+    let mut bgp = crate::bgp::speaker::Bgp::start(Some(cli.bgp_listen_port).filter(|p| *p != 0));
+    let mut bgp_changes = bgp.changes();
+
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(POLL);
@@ -191,6 +197,9 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
         } else {
             election::Announcements::default()
         };
+        let known = snap.node_addresses.get(&cli.node_name).copied();
+        let bgp_ann = settled.then_some(&ann.bgp);
+        bgp.update(&snap.world, &cli.node_name, known, bgp_ann, &table);
         let (want, homeless) = desired::desired(&ann, &table, &exclude);
         plane.apply(&want);
         let report = Report {
@@ -211,6 +220,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
                 .map(|(k, r)| (k.to_string(), format!("{r:?}")))
                 .collect(),
             no_interface: homeless.iter().map(IpAddr::to_string).collect(),
+            bgp_sessions: bgp.summaries(),
         };
         if report != last || (settled && !reported) {
             if report != last {
@@ -233,6 +243,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
             _ = int.recv() => break,
             r = if_rx.changed() => if r.is_err() { bail!("the interface watcher stopped") },
             r = live_rx.changed(), if gossip.is_some() => if r.is_err() { bail!("gossip stopped") },
+            _ = bgp_changes.changed() => {}
             r = snaps.changed() => {
                 if r.is_err() {
                     bail!("the input source stopped");
@@ -255,6 +266,9 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
         }
     }
     info!("stopping: no longer answering, leaving the membership");
+    // Cease to the routers (they withdraw our routes at once), or with graceful restart
+    // only close, so they keep forwarding to this node while it restarts.
+    bgp.shutdown().await;
     plane.apply(&Desired::new());
     reporter.stop().await;
     if let Some(g) = gossip.take() {

@@ -8,3 +8,5 @@ pub mod fsm;
 pub mod message;
 pub mod rib;
 pub mod socket;
+pub mod session;
+pub mod speaker;
