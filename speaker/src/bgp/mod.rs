@@ -7,6 +7,6 @@ pub mod config;
 pub mod fsm;
 pub mod message;
 pub mod rib;
-pub mod socket;
 pub mod session;
+pub mod socket;
 pub mod speaker;
