@@ -1,7 +1,10 @@
 //! `ferrolb-speaker`: announces the service IPs assigned by `ferrolb-controller`.
 
+use std::sync::Arc;
+
 use clap::Parser;
 use ferrolb_speaker::cli::{Cli, LogFormat};
+use ferrolb_speaker::metrics::Metrics;
 use ferrolb_speaker::plane::Announcers;
 use tracing_subscriber::EnvFilter;
 
@@ -26,9 +29,30 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut plane = Announcers::new(cli.garp_refresh);
-    if let Err(e) = runtime.block_on(ferrolb_speaker::run::run(cli, &mut plane)) {
+    let metrics = Arc::new(Metrics::new());
+    let mut plane = Announcers::new(cli.garp_refresh).with_metrics(Arc::clone(&metrics));
+    if let Err(e) = runtime.block_on(serve_and_run(cli, &mut plane, metrics)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` while the speaker runs.
+async fn serve_and_run(
+    cli: Cli,
+    plane: &mut Announcers,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let servers = ferrolb_observe::start(
+        cli.metrics_addr,
+        cli.health_addr,
+        Arc::clone(&metrics) as Arc<dyn ferrolb_observe::Exposition>,
+        metrics.readiness(),
+    )
+    .await?;
+    let result = ferrolb_speaker::run::run(cli, plane, &metrics).await;
+    for s in servers {
+        s.abort();
+    }
+    result
 }

@@ -27,9 +27,11 @@ use crate::desired::{self, Desired};
 use crate::election::{self, Announcements};
 use crate::interfaces::{Exclusions, Interface};
 use crate::membership::{self, Membership, MembershipConfig};
+use crate::metrics::{Metrics, Mode};
 use crate::netlink;
 use crate::source::Snapshot;
 use crate::source::dir::DirSource;
+use crate::takeover;
 
 /// How often the standalone directory is checked for changes.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -130,7 +132,7 @@ fn dir_feed(dir: PathBuf, lb_class: Option<String>) -> anyhow::Result<watch::Rec
 
 /// Runs until SIGTERM/SIGINT. On the way out the speaker stops answering and leaves the
 /// gossip membership first, so a successor takes over at once.
-pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
+pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow::Result<()> {
     let exclude = if cli.exclude_interfaces.is_empty() {
         Exclusions::metallb_defaults()
     } else {
@@ -159,6 +161,9 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
     let mut if_rx = ifaces.subscribe();
 
     let mut gossip = start_gossip(&cli, &snap).await?;
+    metrics.set_gossip(gossip.as_ref().map(|g| Box::new(g.counter_source()) as _));
+    // Inputs loaded, interfaces watched: ready.
+    metrics.readiness().set(true);
     let (_fixed_tx, fixed_rx) = watch::channel(BTreeSet::new());
     let mut live_rx = gossip.as_ref().map(Membership::live).unwrap_or(fixed_rx);
     let mut seeds = seeds_of(&snap, cli.gossip_bind.port());
@@ -173,6 +178,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(POLL);
     let mut last = Report::default();
+    let mut last_ann = election::Announcements::default();
     let mut reported = false;
     let settle_deadline = tokio::time::Instant::now() + SETTLE;
     let mut settled = false;
@@ -202,6 +208,18 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
         bgp.update(&snap.world, &cli.node_name, known, bgp_ann, &table);
         let (want, homeless) = desired::desired(&ann, &table, &exclude);
         plane.apply(&want);
+        let failed = gossip.as_ref().map(Membership::failed);
+        let taken = takeover::taken_over(&last_ann, &ann, |n| {
+            takeover::has_failed(n, failed.as_ref(), &snap.world)
+        });
+        if !taken.is_empty() {
+            info!(ips = ?taken, "took over from a failed node");
+            metrics.failovers(taken.len());
+        }
+        last_ann = ann.clone();
+        let announced: BTreeSet<IpAddr> =
+            want.values().flat_map(|o| o.ips.iter().copied()).collect();
+        metrics.set_announced(Mode::Layer2, &announced);
         let report = Report {
             node: cli.node_name.clone(),
             live_members: live,
@@ -269,6 +287,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane) -> anyhow::Result<()> {
     // Cease to the routers (they withdraw our routes at once), or with graceful restart
     // only close, so they keep forwarding to this node while it restarts.
     bgp.shutdown().await;
+    metrics.readiness().set(false);
     plane.apply(&Desired::new());
     reporter.stop().await;
     if let Some(g) = gossip.take() {

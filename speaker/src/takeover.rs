@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use crate::election::{Announcements, NotAnnounced};
+use crate::world::World;
 
 /// The addresses of `now` taken over from a failed node (see the module doc), given the
 /// previous decision `before`. `failed` says whether a node has failed.
@@ -37,6 +38,17 @@ pub fn taken_over(
         })
         .map(|(ip, _)| *ip)
         .collect()
+}
+
+/// Whether `node` has failed. With gossip, `gossip_failed` is the set of members
+/// declared down by failure detection ([`crate::membership::Membership::failed`]);
+/// without gossip (`None`), a node has failed when its Node is not Ready. A Node
+/// deleted from the API has not failed: it was removed on purpose.
+pub fn has_failed(node: &str, gossip_failed: Option<&BTreeSet<String>>, world: &World) -> bool {
+    match gossip_failed {
+        Some(failed) => failed.contains(node),
+        None => world.nodes.get(node).is_some_and(|n| !n.ready),
+    }
 }
 
 #[cfg(test)]
