@@ -234,20 +234,21 @@ async fn follow(
         let mut item = Some(first);
         while let Some(next) = item {
             match next {
-                Ok(input) => changed |= store.handle(input),
+                Ok(input) => {
+                    if failing.remove(input.what()) {
+                        info!(watch = input.what(), "watch is back");
+                    }
+                    changed |= store.handle(input);
+                }
                 Err((what, e)) => {
                     if failing.insert(what) {
-                        warn!(watch = what, error = %e, "watch failed; retrying with backoff, announcing from the last known inputs");
+                        warn!(watch = what, error = %e, "watch failed; retrying with backoff, announcing from the last known inputs (a 403 means the speaker's RBAC lacks this kind)");
                     } else {
                         debug!(watch = what, error = %e, "watch failed again");
                     }
                 }
             }
             item = inputs.next().now_or_never().flatten();
-        }
-        if changed && !failing.is_empty() {
-            info!(recovered = ?failing, "watches are back");
-            failing.clear();
         }
         if store.listed() && (changed || !sent) {
             sent = true;
@@ -340,12 +341,13 @@ async fn write_statuses(
     let mut existing: BTreeMap<String, Existing> = BTreeMap::new();
     let mut relist: Option<BTreeMap<String, Existing>> = None;
     let mut listed = false;
+    let mut watch_ok = true;
     let mut failures = 0u32;
     let mut retry_at: Option<Instant> = None;
     loop {
         tokio::select! {
             item = objects.next() => match item {
-                Some(Ok(ev)) => match ev {
+                Some(Ok(ev)) => { watch_ok = true; match ev {
                     Event::Init => relist = Some(BTreeMap::new()),
                     Event::InitApply(o) => {
                         let e = Existing::from_object(&o);
@@ -362,8 +364,13 @@ async fn write_statuses(
                     Event::Delete(o) => {
                         existing.remove(&Existing::from_object(&o).name);
                     }
-                },
-                Some(Err(e)) => debug!(error = %e, "watching ServiceL2Status objects"),
+                }},
+                Some(Err(e)) => {
+                    if watch_ok {
+                        warn!(error = %e, "watching this node's ServiceL2Status objects failed; retrying with backoff (is the CRD installed?)");
+                    }
+                    watch_ok = false;
+                }
                 None => return,
             },
             r = wanted.changed() => if r.is_err() { return },
@@ -445,8 +452,9 @@ impl StatusWriter {
                 (Op::Update { name, .. }, Ok(Applied::Gone)) | (Op::Delete { name }, Ok(_)) => {
                     existing.remove(name);
                 }
-                // Created, then gone before its status was written: planned again.
-                (Op::Create { .. }, Ok(Applied::Gone)) => {}
+                // Created, then gone before its status was written: planned again,
+                // after a backoff.
+                (Op::Create { .. }, Ok(Applied::Gone)) => ok = false,
                 (op, Err(e)) => {
                     ok = false;
                     let retryable = e.is_retryable();

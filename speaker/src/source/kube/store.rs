@@ -34,6 +34,22 @@ pub enum Input {
     Community(Event<Community>),
 }
 
+impl Input {
+    /// The watch it came from, for logs.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Input::Service(_) => "services",
+            Input::EndpointSlice(_) => "endpointslices",
+            Input::Node(_) => "nodes",
+            Input::Pool(_) => "ipaddresspools",
+            Input::L2Advertisement(_) => "l2advertisements",
+            Input::BgpAdvertisement(_) => "bgpadvertisements",
+            Input::BgpPeer(_) => "bgppeers",
+            Input::Community(_) => "communities",
+        }
+    }
+}
+
 /// The objects of one kind, by namespace/name.
 #[derive(Debug)]
 struct Kind<K> {
