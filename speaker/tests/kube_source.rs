@@ -139,11 +139,33 @@ fn listed(path: &str) -> Option<Value> {
                         "spec": {"ipAddressPools": ["lan"]}}),
             ],
         ),
-        p if p == crd("bgpadvertisements") => {
-            list("ferrolb.io/v1beta1", "BGPAdvertisementList", vec![])
-        }
-        p if p == crd("bgppeers") => list("ferrolb.io/v1beta1", "BGPPeerList", vec![]),
-        p if p == crd("communities") => list("ferrolb.io/v1beta1", "CommunityList", vec![]),
+        p if p == crd("bgpadvertisements") => list(
+            "ferrolb.io/v1beta1",
+            "BGPAdvertisementList",
+            vec![
+                json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPAdvertisement",
+                        "metadata": {"namespace": NS, "name": "wan", "resourceVersion": "4"},
+                        "spec": {"ipAddressPools": ["lan"], "communities": ["edge"]}}),
+            ],
+        ),
+        p if p == crd("bgppeers") => list(
+            "ferrolb.io/v1beta1",
+            "BGPPeerList",
+            vec![
+                json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPPeer",
+                        "metadata": {"namespace": NS, "name": "router", "resourceVersion": "4"},
+                        "spec": {"myASN": 64512, "peerASN": 64513, "peerAddress": "198.51.100.1"}}),
+            ],
+        ),
+        p if p == crd("communities") => list(
+            "ferrolb.io/v1beta1",
+            "CommunityList",
+            vec![
+                json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "Community",
+                        "metadata": {"namespace": NS, "name": "aliases", "resourceVersion": "4"},
+                        "spec": {"communities": [{"name": "edge", "value": "64512:100"}]}}),
+            ],
+        ),
         p if p == crd("servicel2statuses") => list(
             "ferrolb.io/v1beta1",
             "ServiceL2StatusList",
@@ -310,6 +332,14 @@ async fn snapshot_from_the_listed_objects() {
     );
     assert_eq!(snap.world.l2_ads.len(), 1);
     assert_eq!(snap.world.l2_ads[0].name, "lan");
+    // BGP mode's objects reach the same world.
+    assert_eq!(snap.world.bgp_ads.len(), 1);
+    assert_eq!(snap.world.bgp_ads[0].name, "wan");
+    assert_eq!(
+        snap.world.bgp_peers.keys().collect::<Vec<_>>(),
+        vec!["router"]
+    );
+    assert!(snap.world.community_aliases.contains_key("edge"));
     // Every kind was listed; FerroLB's in its namespace.
     let mut paths = Vec::new();
     while let Ok(s) = api.lists.try_recv() {
