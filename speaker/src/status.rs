@@ -60,10 +60,29 @@ pub fn object_name(node: &str, service: &ServiceKey) -> String {
     format!("l2-{hex}")
 }
 
+/// The value of the [`NODE_LABEL`] label for `node`: the name itself, or, for a name
+/// longer than a label value may be (63 characters; node names may have 253), its first
+/// 52 characters, `-` and 10 hex digits of its SHA-256.
+pub fn node_label_value(node: &str) -> String {
+    if node.len() <= 63 {
+        return node.to_string();
+    }
+    let digest = Sha256::digest(node.as_bytes());
+    let hex: String = digest[..5].iter().map(|b| format!("{b:02x}")).collect();
+    // Node names are ASCII (DNS subdomains), so byte 52 is a character boundary; a
+    // hand-written name that is not is cut at the boundary before it.
+    let mut end = 52;
+    while !node.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}-{hex}", &node[..end])
+}
+
 /// The labels of a status object.
 pub fn labels(node: &str, service: &ServiceKey) -> BTreeMap<String, String> {
+    let node = node_label_value(node);
     [
-        (NODE_LABEL, node),
+        (NODE_LABEL, node.as_str()),
         (SERVICE_NAME_LABEL, service.name.as_str()),
         (SERVICE_NAMESPACE_LABEL, service.namespace.as_str()),
     ]
@@ -279,6 +298,20 @@ mod tests {
             object_name("n1", &ServiceKey::new("a", "bc")),
             object_name("n1", &ServiceKey::new("ab", "c"))
         );
+    }
+
+    #[test]
+    fn node_label_fits_a_label_value() {
+        assert_eq!(node_label_value("n1"), "n1");
+        let max = "a".repeat(63);
+        assert_eq!(node_label_value(&max), max);
+        let long = format!("{}.example.com", "node-".repeat(20));
+        let v = node_label_value(&long);
+        assert_eq!(v.len(), 63);
+        assert!(v.starts_with(&long[..52]));
+        assert!(v.ends_with(|c: char| c.is_ascii_hexdigit()));
+        assert_ne!(v, node_label_value(&format!("{long}x")));
+        assert_eq!(labels(&long, &key("web"))[NODE_LABEL], v);
     }
 
     #[test]

@@ -420,6 +420,20 @@ async fn statuses_and_events_follow_what_is_announced() {
         json!({"apiVersion": "v1", "kind": "Service", "namespace": "app", "name": "web", "uid": "uid-web"})
     );
 
+    // Only this node's objects were listed.
+    let mut l2_lists = Vec::new();
+    while let Ok(s) = api.lists.try_recv() {
+        if s.path.ends_with("/servicel2statuses") {
+            l2_lists.push(s.query);
+        }
+    }
+    assert!(
+        l2_lists
+            .iter()
+            .any(|q| q.contains("labelSelector=ferrolb.io%2Fnode%3Dn1")),
+        "{l2_lists:?}"
+    );
+
     // The same again: nothing is written.
     reporter.announced(&Report::default(), &ann, &want);
     assert!(

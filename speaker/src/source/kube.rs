@@ -329,7 +329,7 @@ async fn write_statuses(
     done: watch::Sender<u64>,
 ) {
     let api: Api<ServiceL2Status> = Api::namespaced(client.clone(), &config.namespace);
-    let selector = format!("{NODE_LABEL}={}", config.node);
+    let selector = format!("{NODE_LABEL}={}", status::node_label_value(&config.node));
     let mut objects = watcher(api.clone(), watcher::Config::default().labels(&selector))
         .default_backoff()
         .boxed();
