@@ -274,6 +274,15 @@ pub fn gather(state: &StateDir, config: &LabConfig, bins: &Binaries, probe: bool
                 .into(),
                 speaker: speaker.into(),
                 responder: responder.into(),
+                bgp: std::fs::read_to_string(
+                    state
+                        .cluster()
+                        .join(".ferrolb")
+                        .join("speakers")
+                        .join(format!("{}.yaml", n.name)),
+                )
+                .map(|t| crate::status::speaker_sessions(&t))
+                .unwrap_or_default(),
             }
         })
         .collect();

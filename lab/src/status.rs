@@ -55,6 +55,32 @@ pub struct NodeStatus {
     /// `running`, `stopped` or `not built`.
     pub speaker: String,
     pub responder: String,
+    /// The speaker's BGP sessions, as its report says.
+    pub bgp: Vec<NodeSession>,
+}
+
+/// One BGP session of a node's speaker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSession {
+    pub peer: String,
+    pub state: String,
+    #[serde(default)]
+    pub advertised: Vec<String>,
+}
+
+/// The sessions in a speaker's report (`.ferrolb/speakers/NODE.yaml`); none when it
+/// cannot be read.
+pub fn speaker_sessions(report_yaml: &str) -> Vec<NodeSession> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Report {
+        #[serde(default)]
+        bgp_sessions: Vec<NodeSession>,
+    }
+    serde_saphyr::from_str::<Report>(report_yaml)
+        .map(|r| r.bgp_sessions)
+        .unwrap_or_default()
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -174,6 +200,21 @@ pub fn render(s: &Status) -> String {
             "  {:<10}  {} {}  {}  link {:<4}  speaker {:<9}  responder {}",
             n.name, n.ipv4, n.ipv6, n.mac, n.link, n.speaker, n.responder
         );
+        if !n.bgp.is_empty() {
+            let sessions: Vec<String> = n
+                .bgp
+                .iter()
+                .map(|b| {
+                    let prefixes = if b.advertised.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        b.advertised.join(" ")
+                    };
+                    format!("{} {} ({prefixes})", b.peer, b.state)
+                })
+                .collect();
+            let _ = writeln!(out, "              BGP: {}", sessions.join(", "));
+        }
     }
     let _ = writeln!(out, "\nServices:");
     if s.services.is_empty() && s.unassigned.is_empty() {
@@ -248,6 +289,11 @@ mod tests {
                 }
                 .into(),
                 responder: "running".into(),
+                bgp: vec![NodeSession {
+                    peer: "router".into(),
+                    state: "Established".into(),
+                    advertised: vec!["203.0.113.1/32".into()],
+                }],
             }],
             services: vec![ServiceStatus {
                 namespace: "default".into(),
@@ -312,6 +358,10 @@ mod tests {
         assert_eq!(bgp.describe(), "routed to node1, node2 (BGP)");
         let text = render(&sample(true, one));
         assert!(!text.contains(SPEAKER_NOT_BUILT));
+        assert!(
+            text.contains("BGP: router Established (203.0.113.1/32)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -330,5 +380,16 @@ mod tests {
         );
         assert_eq!(v["nodes"][0]["link"], "up");
         assert_eq!(v["controller"]["pid"], 42);
+    }
+
+    #[test]
+    fn speaker_sessions_from_its_report() {
+        let yaml = "node: node1\nliveMembers: [node1]\nbgpSessions:\n- peer: router\n  address: 198.51.100.1:179\n  state: Established\n  advertised:\n  - 203.0.113.1/32\n- peer: router-v6\n  address: '[2001:db8:51::1]:179'\n  state: Active\n  advertised: []\n  lastError: connection refused\n";
+        let s = speaker_sessions(yaml);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].advertised, ["203.0.113.1/32"]);
+        assert_eq!(s[1].state, "Active");
+        assert!(speaker_sessions("node: node1\n").is_empty());
+        assert!(speaker_sessions(": not yaml [").is_empty());
     }
 }
