@@ -309,6 +309,19 @@ impl Bird {
         })
     }
 
+    /// How many routes BIRD holds from `neighbor`, over all tables.
+    pub fn count_from(&self, neighbor: IpAddr) -> Result<usize> {
+        let proto = self.protocol_of(neighbor).ok_or_else(|| Error::Parse {
+            what: format!("neighbour {neighbor}"),
+            detail: "not configured".into(),
+        })?;
+        let text = self.birdc(&["show", "route", "protocol", &proto, "count"])?;
+        parse_count(&text).ok_or_else(|| Error::Parse {
+            what: "birdc show route protocol … count".into(),
+            detail: text,
+        })
+    }
+
     /// How many BGP routes BIRD holds, over all tables (cheap, for large tables).
     pub fn count(&self) -> Result<usize> {
         let text = self.birdc(&["show", "route", "where", "source", "=", "RTS_BGP", "count"])?;

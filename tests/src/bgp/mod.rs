@@ -20,7 +20,10 @@ pub mod gobgp;
 pub mod mrt;
 pub mod netns;
 pub mod process;
+pub mod procfs;
 pub mod route;
+pub mod site;
+pub mod speaker;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -1,0 +1,184 @@
+//! Prefix-load benchmark: how long a speaker takes to get N prefixes into BIRD's table,
+//! and how much memory the speaker holds doing it. GoBGP (`gobgpd`, Debian) is measured
+//! in the same run as the reference.
+//!
+//! Set-up per measurement: a fresh pair of namespaces (router and node), BIRD 2 in the
+//! router, the speaker in the node, one eBGP session over IPv6 (BIRD dials). The
+//! prefixes are IPv6 /128s `2001:db8:1000::1`, `::2`, … inside the documentation prefix
+//! 2001:db8::/32: the IPv4 documentation ranges hold only 3 × 256 addresses, too few
+//! for 10,000 distinct host routes.
+//!
+//! Interval measured: from handing the routes to the established speaker until BIRD
+//! holds all N from it (`birdc show route protocol n1 count`, polled every 10 ms).
+//! GoBGP: the routes go in with `gobgp mrt inject global` (one MRT dump, see
+//! `ferrolb_tests::bgp::mrt`), the clock starting before the CLI runs. Memory: the
+//! speaker's VmRSS and VmHWM once BIRD has everything.
+//!
+//! Run as root: `cargo bench -p ferrolb-tests --bench bgp_prefixes [-- --counts
+//! 10000,50000 --trials 3]`. Prints figures; asserts nothing about speed.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use ferrolb_tests::bgp::bird::Bird;
+use ferrolb_tests::bgp::gobgp::Gobgp;
+use ferrolb_tests::bgp::{self, Neighbor, Net, RouterConfig, is_root, procfs};
+use ipnet::IpNet;
+
+const ROUTER_AS: u32 = 64500;
+const NODE_AS: u32 = 64512;
+const POLL: Duration = Duration::from_millis(10);
+/// A run that has not delivered everything by then is reported as failed.
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+
+struct Args {
+    counts: Vec<usize>,
+    trials: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        counts: vec![10_000, 50_000],
+        trials: 3,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--counts" => {
+                if let Some(v) = it.next() {
+                    a.counts = v.split(',').filter_map(|n| n.trim().parse().ok()).collect();
+                }
+            }
+            "--trials" => {
+                if let Some(v) = it.next().and_then(|v| v.parse().ok()) {
+                    a.trials = v;
+                }
+            }
+            // `cargo bench` passes `--bench`; anything else is ignored too.
+            _ => {}
+        }
+    }
+    a
+}
+
+/// The benchmark's prefixes: `2001:db8:1000::1` … as /128s.
+fn prefixes(n: usize) -> Vec<IpNet> {
+    let base = u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0x1000, 0, 0, 0, 0, 0));
+    (1..=n as u128)
+        .map(|i| IpNet::new(IpAddr::V6(Ipv6Addr::from(base + i)), 128).expect("valid length"))
+        .collect()
+}
+
+struct Measure {
+    /// Routes handed over → all in BIRD.
+    all_in: Duration,
+    /// How long the hand-over itself took (GoBGP: the CLI's run).
+    handed: Duration,
+    memory: procfs::Memory,
+}
+
+fn router(net: &Net) -> bgp::Result<Bird> {
+    let h = net.host(1);
+    let cfg = RouterConfig::new(ROUTER_AS, net.router.ipv4, net.router.ipv6)
+        .neighbor(Neighbor::new(h.ipv6, NODE_AS));
+    Bird::start(&net.router.ns, net.subdir("bird")?, cfg, false)
+}
+
+fn wait_all(bird: &Bird, from: IpAddr, n: usize) -> Option<()> {
+    bgp::wait_for(RUN_LIMIT, POLL, || {
+        bird.count_from(from).ok().filter(|c| *c >= n).map(drop)
+    })
+}
+
+fn gobgpd(n: usize, trial: usize) -> bgp::Result<Measure> {
+    let net = Net::new(&format!("bench-g{n}-{trial}"), 1)?;
+    let h = net.host(1).clone();
+    let bird = router(&net)?;
+    let cfg = RouterConfig::new(NODE_AS, h.ipv4, h.ipv6)
+        .neighbor(Neighbor::new(net.router.ipv6, ROUTER_AS).passive());
+    let g = Gobgp::start(&h.ns, net.subdir("gobgp")?, cfg)?;
+    bird.wait_established(h.ipv6.into(), Duration::from_secs(30))?;
+    let dump = bgp::mrt::rib_dump(
+        h.ipv6.into(),
+        NODE_AS,
+        h.ipv4,
+        &prefixes(n),
+        &[NODE_AS],
+        h.ipv4,
+        h.ipv6,
+        4096,
+    );
+    let file = net.dir().join("routes.mrt");
+    std::fs::write(&file, dump).map_err(|e| bgp::Error::Io {
+        context: format!("cannot write {}", file.display()),
+        source: e,
+    })?;
+    let start = Instant::now();
+    g.inject_mrt(&file)?;
+    let handed = start.elapsed();
+    wait_all(&bird, h.ipv6.into(), n).ok_or_else(|| bgp::Error::Timeout {
+        what: format!(
+            "{n} routes from gobgpd in BIRD (has {:?})",
+            bird.count_from(h.ipv6.into())
+        ),
+        limit: RUN_LIMIT,
+    })?;
+    let all_in = start.elapsed();
+    let memory = procfs::memory(g.daemon.pid()).unwrap_or_default();
+    Ok(Measure {
+        all_in,
+        handed,
+        memory,
+    })
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn main() {
+    if !is_root() {
+        eprintln!("SKIP bgp_prefixes: needs root (network namespaces, BIRD, gobgpd)");
+        return;
+    }
+    let a = args();
+    println!(
+        "BGP prefix load into BIRD 2 (eBGP over IPv6, /128s in 2001:db8:1000::/64), {} trial(s), median:",
+        a.trials
+    );
+    println!(
+        "{:<10} {:>9} {:>13} {:>11} {:>9} {:>10}",
+        "speaker", "prefixes", "all-in-BIRD", "hand-over", "RSS", "peak RSS"
+    );
+    for &n in &a.counts {
+        let mut runs = Vec::new();
+        for trial in 0..a.trials.max(1) {
+            match gobgpd(n, trial) {
+                Ok(m) => runs.push(m),
+                Err(e) => println!("gobgpd     {n:>9}  failed: {e}"),
+            }
+        }
+        if runs.is_empty() {
+            continue;
+        }
+        let all_in = median(runs.iter().map(|m| m.all_in).collect());
+        let handed = median(runs.iter().map(|m| m.handed).collect());
+        let last = runs.last().map(|m| m.memory).unwrap_or_default();
+        println!(
+            "{:<10} {:>9} {:>11.3} s {:>9.3} s {:>5.1} MiB {:>6.1} MiB",
+            "gobgpd",
+            n,
+            all_in.as_secs_f64(),
+            handed.as_secs_f64(),
+            mib(last.rss_kib),
+            mib(last.peak_kib)
+        );
+    }
+    println!("ferrolb:   not measured yet (the speaker's BGP sessions are not wired in)");
+}
