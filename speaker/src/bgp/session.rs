@@ -541,10 +541,8 @@ impl Session {
                 let Some(link) = self.link(which) else { return };
                 match codec::decode_message(&bytes, &link.ctx) {
                     Ok(msg) => {
-                        if let Message::Open(remote) = &msg {
-                            if let Some(local) = &link.local_open {
-                                link.ctx = Context::negotiated(local, remote);
-                            }
+                        if let (Message::Open(remote), Some(local)) = (&msg, &link.local_open) {
+                            link.ctx = Context::negotiated(local, remote);
                         }
                         self.handle(which, Event::MessageReceived(msg));
                     }
@@ -865,6 +863,9 @@ async fn run_session(
         s.closing.retain(|t| !t.is_finished());
         let deadline = s.next_deadline();
         tokio::select! {
+            // A stop comes with the manager dropping this session's channels: it must
+            // win over "the Adj-RIB-Out channel closed" to stop the way it says.
+            biased;
             how = &mut stop => {
                 s.stop(how.unwrap_or(Stop::Cease)).await;
                 return;
@@ -1136,10 +1137,8 @@ async fn listen(
                 }
             }
         }
-        if let Some(p) = update {
-            if let Err(e) = listener.set_peers(p) {
-                warn!("BGP listener: {e}");
-            }
+        if let Some(Err(e)) = update.map(|p| listener.set_peers(p)) {
+            warn!("BGP listener: {e}");
         }
     }
 }
@@ -1251,6 +1250,63 @@ mod tests {
             why.contains("received NOTIFICATION") && why.contains("cease"),
             "{why}"
         );
+        router.shutdown().await;
+    }
+
+    /// Both sides dial and both listen: the two connections collide and RFC 4271 §6.8
+    /// keeps exactly one, the same one on both sides, which stays up.
+    #[tokio::test]
+    async fn colliding_connections_settle_on_one_session() {
+        let (mut a, err) = Manager::new(Some(0));
+        assert!(err.is_none(), "{err:?}");
+        let (mut b, err) = Manager::new(Some(0));
+        assert!(err.is_none(), "{err:?}");
+        let (pa, pb) = (a.listening()[0].port(), b.listening()[0].port());
+        let sa = spec("b", 64512, 64500, [192, 0, 2, 11], pb, false);
+        let sb = spec("a", 64500, 64512, [192, 0, 2, 1], pa, false);
+        a.reconcile(
+            &[("b".into(), sa)].into(),
+            &[("b".into(), rib(&["203.0.113.5/32"]))].into(),
+        );
+        b.reconcile(
+            &[("a".into(), sb)].into(),
+            &[("a".into(), rib(&["203.0.113.6/32"]))].into(),
+        );
+        let up = |s: &SessionStatus| s.state == "Established" && s.advertised.len() == 1;
+        wait_for(&a, "a Established", up).await;
+        wait_for(&b, "b Established", up).await;
+        // Whatever lost the collision is gone; what stayed keeps running.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for m in [&a, &b] {
+            let s = m.statuses().remove(0);
+            assert_eq!(s.state, "Established", "{s:?}");
+            assert_eq!(
+                s.established_count, 1,
+                "one session, never re-established: {s:?}"
+            );
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+
+    /// With graceful restart a stopping speaker only closes (no Cease), so the peer
+    /// keeps its routes for the restart time.
+    #[tokio::test]
+    async fn graceful_restart_stops_without_cease() {
+        let (mut router, _) = Manager::new(Some(0));
+        let port = router.listening()[0].port();
+        let (mut node, _) = Manager::new(None);
+        let mut rs = spec("node", 64500, 64512, [192, 0, 2, 1], 0, true);
+        rs.config.graceful_restart = true;
+        let mut ns = spec("router", 64512, 64500, [192, 0, 2, 11], port, false);
+        ns.config.graceful_restart = true;
+        router.reconcile(&[("node".into(), rs)].into(), &BTreeMap::new());
+        node.reconcile(&[("router".into(), ns)].into(), &BTreeMap::new());
+        wait_for(&node, "Established", |s| s.state == "Established").await;
+        wait_for(&router, "Established", |s| s.state == "Established").await;
+        node.shutdown().await;
+        let r = wait_for(&router, "the close", |s| s.last_down.is_some()).await;
+        assert_eq!(r.last_down.as_deref(), Some("connection lost"), "{r:?}");
         router.shutdown().await;
     }
 }

@@ -182,15 +182,14 @@ impl Listener {
     ) -> Result<(), SocketError> {
         let mut first_error = None;
         for (ip, key) in &self.peers {
-            if key.is_some() && peers.get(ip) != Some(key) {
-                if let Some(l) = self.socket_for(*ip) {
-                    if let Err(e) = set_md5_key(l, *ip, None) {
-                        first_error.get_or_insert(SocketError::Io {
-                            what: format!("cannot remove the TCP MD5 key of {ip}"),
-                            err: e,
-                        });
-                    }
-                }
+            if key.is_none() || peers.get(ip) == Some(key) {
+                continue;
+            }
+            if let Some(Err(e)) = self.socket_for(*ip).map(|l| set_md5_key(l, *ip, None)) {
+                first_error.get_or_insert(SocketError::Io {
+                    what: format!("cannot remove the TCP MD5 key of {ip}"),
+                    err: e,
+                });
             }
         }
         for (ip, key) in &peers {
