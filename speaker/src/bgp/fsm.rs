@@ -242,6 +242,10 @@ pub enum Event {
     PassiveStart,
     /// Stop the session (sends Cease / Administrative Shutdown if a connection is up).
     ManualStop,
+    /// Stop the session like [`Event::ManualStop`], with another Cease subcode (RFC 4486):
+    /// `PEER_DECONFIGURED` when the peer is removed, `OTHER_CONFIGURATION_CHANGE` before
+    /// restarting it with new settings.
+    Cease(u8),
     /// The driver accepted a connection from the peer and hands it to this session; it
     /// drops its own pending connect attempt, if any.
     TcpConnectionConfirmed,
@@ -285,7 +289,7 @@ pub enum Action {
 /// Why a session (or an attempt past TCP connect) ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DownReason {
-    /// [`Event::ManualStop`].
+    /// [`Event::ManualStop`] or [`Event::Cease`].
     Stopped,
     /// We found an error and told the peer (hold timer expiry included).
     NotificationSent(Notification),
@@ -371,12 +375,15 @@ impl Fsm {
     }
 
     /// A session for a second, incoming connection to a peer whose session already has
-    /// one: started passive and handed the connection. Returns the actions for it (send
-    /// our OPEN, arm the hold timer). Drop it when it loses the collision or fails.
+    /// one: handed the connection at once. Returns the actions for it (send our OPEN, arm
+    /// the hold timer). Drop it when it loses the collision; when it wins, it is the
+    /// session from then on: after a failure it restarts as the config says (connecting
+    /// unless `passive`), like one started with [`Event::ManualStart`].
     pub fn incoming(config: Config) -> Result<(Fsm, Vec<Action>), ConfigError> {
         let mut fsm = Fsm::new(config)?;
         let mut actions = fsm.handle(Event::PassiveStart);
         actions.extend(fsm.handle(Event::TcpConnectionConfirmed));
+        fsm.passive_run = fsm.config.passive;
         Ok((fsm, actions))
     }
 
@@ -428,7 +435,8 @@ impl Fsm {
             self.armed[timer.index()] = false;
         }
         match (self.state, event) {
-            (_, ManualStop) => self.stop(&mut out),
+            (_, ManualStop) => self.stop(notify::cease::ADMINISTRATIVE_SHUTDOWN, &mut out),
+            (_, Cease(subcode)) => self.stop(subcode, &mut out),
             (Idle, ManualStart) => {
                 self.failures = 0;
                 self.start(self.config.passive, &mut out);
@@ -543,7 +551,7 @@ impl Fsm {
         }
     }
 
-    fn stop(&mut self, out: &mut Vec<Action>) {
+    fn stop(&mut self, cease_subcode: u8, out: &mut Vec<Action>) {
         self.auto_restart = false;
         self.failures = 0;
         match self.state {
@@ -554,7 +562,7 @@ impl Fsm {
                 self.state = State::Idle;
             }
             _ => {
-                let n = Notification::cease(notify::cease::ADMINISTRATIVE_SHUTDOWN);
+                let n = Notification::cease(cease_subcode);
                 self.close_with(Some(n), DownReason::Stopped, out);
             }
         }
@@ -1543,6 +1551,21 @@ mod tests {
         );
         assert!(fsm.handle(Event::TimerExpired(Timer::IdleHold)).is_empty());
         assert_eq!(fsm.state(), State::Idle);
+
+        // Another Cease subcode for a removed peer.
+        let deconfigured = Notification::cease(notify::cease::PEER_DECONFIGURED);
+        let mut fsm = open_confirm(cfg(), peer_open(64513, 90));
+        let actions = fsm.handle(Event::Cease(notify::cease::PEER_DECONFIGURED));
+        assert_eq!(
+            actions[..2],
+            [
+                Action::Send(Message::Notification(deconfigured)),
+                Action::Close
+            ]
+        );
+        assert_eq!(armed(&actions, Timer::IdleHold), None);
+        assert_eq!(fsm.state(), State::Idle);
+        assert_eq!(fsm.last_down(), Some(&DownReason::Stopped));
     }
 
     #[test]
@@ -1757,12 +1780,24 @@ mod tests {
     }
 
     #[test]
-    fn incoming_instance_sends_open() {
-        let (fsm, actions) = Fsm::incoming(cfg()).unwrap();
+    fn incoming_instance_sends_open_and_restarts_as_configured() {
+        let (mut fsm, actions) = Fsm::incoming(cfg()).unwrap();
         assert_eq!(fsm.state(), State::OpenSent);
         assert!(matches!(actions[0], Action::Send(Message::Open(_))));
         assert_eq!(armed(&actions, Timer::Hold), Some(OPEN_SENT_HOLD));
         assert!(!actions.contains(&Action::Connect));
+        // Having won the collision it is the session: a failure backs off, then connects.
+        fsm.handle(Event::TcpConnectionFails);
+        let actions = fsm.handle(Event::TimerExpired(Timer::IdleHold));
+        assert_eq!(actions[0], Action::Connect);
+        assert_eq!(fsm.state(), State::Connect);
+
+        let mut passive = cfg();
+        passive.passive = true;
+        let (mut fsm, _) = Fsm::incoming(passive).unwrap();
+        fsm.handle(Event::TcpConnectionFails);
+        assert!(fsm.handle(Event::TimerExpired(Timer::IdleHold)).is_empty());
+        assert_eq!(fsm.state(), State::Active);
     }
 
     #[test]
@@ -1960,8 +1995,9 @@ mod tests {
         match rng.below(24) {
             0 => Event::ManualStart,
             1 => Event::PassiveStart,
-            2 => match rng.below(6) {
+            2 => match rng.below(7) {
                 0 => Event::ManualStop,
+                6 => Event::Cease(notify::cease::OTHER_CONFIGURATION_CHANGE),
                 1 => Event::CollisionLost,
                 2 => Event::DecodeError(Notification::new(1, 2, vec![0, 1])),
                 3 => Event::MessageReceived(Message::Notification(Notification::cease(2))),
@@ -2142,7 +2178,7 @@ mod tests {
         }
         // The checks mean something only if every kind of event met every state and
         // sessions actually came up (the seeds are fixed: 617 do).
-        assert_eq!(seen.len(), 6 * 10, "(state, event kind) pairs exercised");
+        assert_eq!(seen.len(), 6 * 11, "(state, event kind) pairs exercised");
         assert!(total_ups >= 500, "only {total_ups} sessions came up");
     }
 }
