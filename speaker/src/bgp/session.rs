@@ -1309,4 +1309,57 @@ mod tests {
         assert_eq!(r.last_down.as_deref(), Some("connection lost"), "{r:?}");
         router.shutdown().await;
     }
+
+    /// A peer that is not there yet: connects fail (and say why), the session retries
+    /// with backoff, and comes up once the peer listens.
+    #[tokio::test]
+    async fn retries_until_the_peer_listens() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let (mut node, _) = Manager::new(None);
+        let ns = spec("router", 64512, 64500, [192, 0, 2, 11], port, false);
+        node.reconcile(&[("router".into(), ns)].into(), &BTreeMap::new());
+        let s = wait_for(&node, "a failed connect", |s| s.last_error.is_some()).await;
+        assert_ne!(s.state, "Established");
+        let (mut router, err) = Manager::new(Some(port));
+        assert!(err.is_none(), "{err:?}");
+        let rs = spec("node", 64500, 64512, [192, 0, 2, 1], 0, true);
+        router.reconcile(&[("node".into(), rs)].into(), &BTreeMap::new());
+        wait_for(&node, "Established after retrying", |s| {
+            s.state == "Established"
+        })
+        .await;
+        node.shutdown().await;
+        router.shutdown().await;
+    }
+
+    /// TCP MD5: a wrong password never gets a session (the kernel drops the SYNs); a
+    /// changed spec restarts the session, and with the right password it comes up.
+    #[tokio::test]
+    async fn md5_password_mismatch_then_fixed_by_reconcile() {
+        let (mut router, err) = Manager::new(Some(0));
+        assert!(err.is_none(), "{err:?}");
+        let port = router.listening()[0].port();
+        let mut rs = spec("node", 64500, 64512, [192, 0, 2, 1], 0, true);
+        rs.config.password = Some("right".into());
+        router.reconcile(&[("node".into(), rs)].into(), &BTreeMap::new());
+        let (mut node, _) = Manager::new(None);
+        let mut ns = spec("router", 64512, 64500, [192, 0, 2, 11], port, false);
+        ns.config.password = Some("wrong".into());
+        node.reconcile(&[("router".into(), ns.clone())].into(), &BTreeMap::new());
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let r = router.statuses().remove(0);
+        assert_eq!(r.messages_received, 0, "nothing gets through: {r:?}");
+        assert_ne!(node.statuses()[0].state, "Established");
+        ns.config.password = Some("right".into());
+        node.reconcile(&[("router".into(), ns)].into(), &BTreeMap::new());
+        wait_for(&node, "Established with the right key", |s| {
+            s.state == "Established"
+        })
+        .await;
+        node.shutdown().await;
+        router.shutdown().await;
+    }
 }
