@@ -2181,4 +2181,195 @@ mod tests {
         assert_eq!(seen.len(), 6 * 11, "(state, event kind) pairs exercised");
         assert!(total_ups >= 500, "only {total_ups} sessions came up");
     }
+
+    /// Two sessions joined by one in-memory connection: what one sends, the other
+    /// receives, in order, until both are quiet or one closes. Returns each side's
+    /// actions, starting with the given ones.
+    fn wire(
+        a: &mut Fsm,
+        a_actions: Vec<Action>,
+        b: &mut Fsm,
+        b_actions: Vec<Action>,
+    ) -> (Vec<Action>, Vec<Action>) {
+        use std::collections::VecDeque;
+        let mut logs = (a_actions.clone(), b_actions.clone());
+        let mut queues = (VecDeque::from(a_actions), VecDeque::from(b_actions));
+        let mut closed = false;
+        for _ in 0..100 {
+            let mut moved = false;
+            while let Some(action) = queues.0.pop_front() {
+                match action {
+                    Action::Close => closed = true,
+                    Action::Send(m) if !closed => {
+                        let reply = b.handle(Event::MessageReceived(m));
+                        logs.1.extend(reply.iter().cloned());
+                        queues.1.extend(reply);
+                        moved = true;
+                    }
+                    _ => {}
+                }
+            }
+            while let Some(action) = queues.1.pop_front() {
+                match action {
+                    Action::Close => closed = true,
+                    Action::Send(m) if !closed => {
+                        let reply = a.handle(Event::MessageReceived(m));
+                        logs.0.extend(reply.iter().cloned());
+                        queues.0.extend(reply);
+                        moved = true;
+                    }
+                    _ => {}
+                }
+            }
+            if !moved {
+                return logs;
+            }
+        }
+        panic!("the two sessions never went quiet");
+    }
+
+    fn came_up(actions: &[Action]) -> bool {
+        actions.iter().any(|a| matches!(a, Action::Up(_)))
+    }
+
+    /// The speaker on the other end of [`cfg`]: AS 64513, any external peer, passive.
+    fn router_cfg() -> Config {
+        let mut config = Config::new(64513, PeerAsn::External, PEER_ID);
+        config.passive = true;
+        config
+    }
+
+    #[test]
+    fn two_sessions_back_to_back_come_up_and_agree() {
+        let mut ours = cfg();
+        ours.hold_time = 30;
+        ours.families = vec![IPV4_UNICAST, IPV6_UNICAST];
+        let mut x = Fsm::new(ours).unwrap();
+        let mut y = Fsm::new(router_cfg()).unwrap();
+        x.handle(Event::ManualStart);
+        y.handle(Event::ManualStart);
+        assert_eq!(y.incoming_policy(), Incoming::Take);
+        let x_actions = x.handle(Event::TcpConnectionSucceeded);
+        let y_actions = y.handle(Event::TcpConnectionConfirmed);
+        let (x_log, y_log) = wire(&mut x, x_actions, &mut y, y_actions);
+
+        assert!(came_up(&x_log) && came_up(&y_log));
+        assert_eq!(
+            (x.state(), y.state()),
+            (State::Established, State::Established)
+        );
+        let (xn, yn) = (x.negotiated().unwrap(), y.negotiated().unwrap());
+        assert_eq!((xn.hold_time, yn.hold_time), (30, 30));
+        assert_eq!(xn.keepalive, Some(Duration::from_secs(10)));
+        assert_eq!(yn.keepalive, Some(Duration::from_secs(10)));
+        assert_eq!((xn.peer_asn, yn.peer_asn), (64513, 64512));
+        assert_eq!((xn.peer_router_id, yn.peer_router_id), (PEER_ID, LOCAL_ID));
+        assert_eq!(xn.families, vec![IPV4_UNICAST]);
+        assert_eq!(yn.families, vec![IPV4_UNICAST]);
+        assert!(xn.four_octet_as && yn.four_octet_as && xn.route_refresh);
+
+        // Stopping one end tells the other why.
+        let stop = x.handle(Event::ManualStop);
+        let (_, y_log) = wire(&mut x, stop, &mut y, Vec::new());
+        let shutdown = Notification::cease(notify::cease::ADMINISTRATIVE_SHUTDOWN);
+        assert!(y_log.contains(&Action::Down(DownReason::NotificationReceived(shutdown))));
+        assert_eq!((x.state(), y.state()), (State::Idle, State::Idle));
+    }
+
+    #[test]
+    fn a_rejected_open_reaches_the_other_end() {
+        let mut x = Fsm::new(cfg()).unwrap();
+        let mut strict = router_cfg();
+        strict.peer_asn = PeerAsn::Fixed(65000);
+        let mut y = Fsm::new(strict).unwrap();
+        x.handle(Event::ManualStart);
+        y.handle(Event::ManualStart);
+        let x_actions = x.handle(Event::TcpConnectionSucceeded);
+        let y_actions = y.handle(Event::TcpConnectionConfirmed);
+        let (x_log, y_log) = wire(&mut x, x_actions, &mut y, y_actions);
+        let bad_peer_as = open_error(notify::open::BAD_PEER_AS);
+        assert_eq!(sent_notification(&y_log), Some(&bad_peer_as));
+        assert!(!came_up(&x_log) && !came_up(&y_log));
+        assert_eq!((x.state(), y.state()), (State::Idle, State::Idle));
+        assert_eq!(
+            x.last_down(),
+            Some(&DownReason::NotificationReceived(bad_peer_as))
+        );
+    }
+
+    /// Both ends connect at once (RFC 4271 §6.8): each runs a second instance for the
+    /// connection the other opened, both settle the collision on their own, and both keep
+    /// the same TCP connection: the one opened by the higher identifier.
+    #[test]
+    fn simultaneous_connects_settle_on_the_same_connection() {
+        let open_of = |actions: &[Action]| {
+            actions
+                .iter()
+                .find_map(|a| match a {
+                    Action::Send(m @ Message::Open(_)) => Some(m.clone()),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let mut y_config = router_cfg();
+        y_config.passive = false;
+        // Connection 1: X dialled Y. Connection 2: Y dialled X.
+        let mut x_main = Fsm::new(cfg()).unwrap();
+        let mut y_main = Fsm::new(y_config.clone()).unwrap();
+        x_main.handle(Event::ManualStart);
+        y_main.handle(Event::ManualStart);
+        let x_main_open = x_main.handle(Event::TcpConnectionSucceeded);
+        let y_main_open = y_main.handle(Event::TcpConnectionSucceeded);
+        assert_eq!(x_main.incoming_policy(), Incoming::Collide);
+        assert_eq!(y_main.incoming_policy(), Incoming::Collide);
+        let (mut x_extra, x_extra_open) = Fsm::incoming(cfg()).unwrap();
+        let (mut y_extra, y_extra_open) = Fsm::incoming(y_config).unwrap();
+
+        // The OPENs cross on both connections.
+        let receive = |fsm: &mut Fsm, open| fsm.handle(Event::MessageReceived(open));
+        receive(&mut y_extra, open_of(&x_main_open));
+        receive(&mut x_main, open_of(&y_extra_open));
+        let x_extra_confirm = receive(&mut x_extra, open_of(&y_main_open));
+        let y_main_confirm = receive(&mut y_main, open_of(&x_extra_open));
+        for fsm in [&x_main, &x_extra, &y_main, &y_extra] {
+            assert_eq!(fsm.state(), State::OpenConfirm);
+        }
+
+        let settle = |main: &Fsm, extra: &Fsm| {
+            let c = main.config();
+            let n = main.negotiated().unwrap();
+            resolve_collision(
+                Speaker {
+                    router_id: c.router_id,
+                    asn: c.local_asn,
+                },
+                Speaker {
+                    router_id: n.peer_router_id,
+                    asn: n.peer_asn,
+                },
+                Connection {
+                    direction: Direction::Outgoing,
+                    state: main.state(),
+                },
+                Connection {
+                    direction: Direction::Incoming,
+                    state: extra.state(),
+                },
+            )
+        };
+        // Y has the higher identifier: connection 2, which Y opened, stays on both ends.
+        assert_eq!(settle(&x_main, &x_extra), Collision::KeepNew);
+        assert_eq!(settle(&y_main, &y_extra), Collision::KeepExisting);
+        let collision = Notification::cease(notify::cease::CONNECTION_COLLISION_RESOLUTION);
+        for loser in [&mut x_main, &mut y_extra] {
+            let actions = loser.handle(Event::CollisionLost);
+            assert_eq!(sent_notification(&actions), Some(&collision));
+            assert_eq!(loser.state(), State::Idle);
+        }
+
+        let (x_log, y_log) = wire(&mut x_extra, x_extra_confirm, &mut y_main, y_main_confirm);
+        assert!(came_up(&x_log) && came_up(&y_log));
+        assert_eq!(x_extra.state(), State::Established);
+        assert_eq!(y_main.state(), State::Established);
+    }
 }
