@@ -35,6 +35,7 @@ use super::fsm::{
     self, Action, Collision, Connection, Direction, Event, Family, Fsm, GracefulRestartConfig,
     Incoming, PeerAsn, Speaker, State, Timer,
 };
+use super::message::notify::cease;
 use super::message::{Afi, Message, Notification, Safi, Update};
 use super::rib::{self, AdjRibOut, RibDiff, SessionParams};
 use super::socket::{self, Dial, Listener, Md5Key};
@@ -69,9 +70,10 @@ pub struct SessionSpec {
 /// How a session ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
-    /// NOTIFICATION Cease (administrative shutdown), then close: the router withdraws
-    /// our routes at once.
-    Cease,
+    /// NOTIFICATION Cease with this subcode (RFC 4486: administrative shutdown, peer
+    /// de-configured, other configuration change), then close: the router withdraws our
+    /// routes at once.
+    Cease(u8),
     /// Close without a NOTIFICATION: with graceful restart the router keeps our routes
     /// for the restart time.
     Close,
@@ -214,9 +216,6 @@ struct Link {
     timers: HashMap<Timer, Instant>,
     local_open: Option<super::message::Open>,
     ctx: Context,
-    /// Started for an incoming connection (passive only): replaced by a fresh FSM when
-    /// its connection ends.
-    promoted: bool,
 }
 
 impl Link {
@@ -231,7 +230,6 @@ impl Link {
             timers: HashMap::new(),
             local_open: None,
             ctx: Context::default(),
-            promoted: false,
         }
     }
 
@@ -269,8 +267,6 @@ struct Session {
     unsendable: Vec<String>,
     /// Writers of closed connections still flushing.
     closing: Vec<JoinHandle<()>>,
-    /// A promoted link ended: start a fresh FSM at this time.
-    restart_at: Option<Instant>,
     status: Arc<Mutex<SessionStatus>>,
     changed: watch::Sender<u64>,
     counts: Counts,
@@ -287,11 +283,6 @@ struct Counts {
 }
 
 impl Session {
-    fn new_link(&self, restarted: bool) -> Result<Link, String> {
-        let config = fsm_config(&self.spec, restarted)?;
-        Fsm::new(config).map(Link::new).map_err(|e| e.to_string())
-    }
-
     fn link(&mut self, which: Which) -> Option<&mut Link> {
         match which {
             Which::Main => Some(&mut self.main),
@@ -614,7 +605,6 @@ impl Session {
                 if let Some(extra) = self.extra.take() {
                     let mut old = std::mem::replace(&mut self.main, extra);
                     old.close();
-                    self.main.promoted = true;
                 }
             } else {
                 let remote = self
@@ -655,17 +645,6 @@ impl Session {
                 }
             }
         }
-        if self.main.promoted && self.main.fsm.state() == State::Idle && self.restart_at.is_none() {
-            let delay = self.main.fsm.retry_delay();
-            match self.new_link(false) {
-                Ok(link) => {
-                    let mut old = std::mem::replace(&mut self.main, link);
-                    old.close();
-                    self.restart_at = Some(Instant::now() + delay);
-                }
-                Err(e) => self.counts.last_error = Some(e),
-            }
-        }
         self.publish();
     }
 
@@ -674,17 +653,12 @@ impl Session {
             .timers
             .values()
             .chain(self.extra.iter().flat_map(|l| l.timers.values()))
-            .chain(self.restart_at.iter())
             .min()
             .copied()
     }
 
     fn on_timers(&mut self) {
         let now = Instant::now();
-        if self.restart_at.is_some_and(|t| t <= now) {
-            self.restart_at = None;
-            self.handle(Which::Main, Event::ManualStart);
-        }
         for which in [Which::Main, Which::Extra] {
             let due: Vec<Timer> = match self.link(which) {
                 Some(l) => l
@@ -733,10 +707,10 @@ impl Session {
     /// leave.
     async fn stop(mut self, how: Stop) {
         match how {
-            Stop::Cease => {
-                self.handle(Which::Main, Event::ManualStop);
+            Stop::Cease(subcode) => {
+                self.handle(Which::Main, Event::Cease(subcode));
                 if self.extra.is_some() {
-                    self.handle(Which::Extra, Event::ManualStop);
+                    self.handle(Which::Extra, Event::Cease(subcode));
                 }
             }
             Stop::Close => {
@@ -852,7 +826,6 @@ async fn run_session(
         sent: AdjRibOut::new(),
         unsendable: Vec::new(),
         closing: Vec::new(),
-        restart_at: None,
         status,
         changed,
         counts: Counts::default(),
@@ -867,14 +840,14 @@ async fn run_session(
             // win over "the Adj-RIB-Out channel closed" to stop the way it says.
             biased;
             how = &mut stop => {
-                s.stop(how.unwrap_or(Stop::Cease)).await;
+                s.stop(how.unwrap_or(Stop::Cease(cease::ADMINISTRATIVE_SHUTDOWN))).await;
                 return;
             }
             Some((id, io)) = io_rx.recv() => s.on_io(id, io),
             Some(stream) = incoming.recv() => s.on_incoming(stream),
             r = s.rib.changed() => {
                 if r.is_err() {
-                    s.stop(Stop::Cease).await;
+                    s.stop(Stop::Cease(cease::ADMINISTRATIVE_SHUTDOWN)).await;
                     return;
                 }
                 s.rib_changed();
@@ -977,8 +950,14 @@ impl Manager {
             .collect();
         for name in gone {
             if let Some(r) = self.sessions.remove(&name) {
-                info!(peer = %name, "stopping the BGP session (peer removed or changed)");
-                self.retire(r, Stop::Cease);
+                let subcode = if wanted.contains_key(&name) {
+                    info!(peer = %name, "restarting the BGP session: its settings changed");
+                    cease::OTHER_CONFIGURATION_CHANGE
+                } else {
+                    info!(peer = %name, "stopping the BGP session: the peer is no longer configured for this node");
+                    cease::PEER_DECONFIGURED
+                };
+                self.retire(r, Stop::Cease(subcode));
             }
         }
         for (name, spec) in wanted {
@@ -1077,7 +1056,7 @@ impl Manager {
             let how = if r.spec.config.graceful_restart {
                 Stop::Close
             } else {
-                Stop::Cease
+                Stop::Cease(cease::ADMINISTRATIVE_SHUTDOWN)
             };
             self.retire(r, how);
         }
@@ -1201,7 +1180,7 @@ mod tests {
 
     /// Two of our own sessions over loopback (no root needed): the dialing side reaches
     /// Established with the passive side, sends its table and End-of-RIB, sends changes
-    /// as UPDATEs, and on shutdown says Cease, which the other side reports.
+    /// as UPDATEs, and when the peer is removed says Cease (peer de-configured).
     #[tokio::test]
     async fn two_speakers_establish_exchange_and_cease() {
         let (mut router, err) = Manager::new(Some(0));
@@ -1243,13 +1222,16 @@ mod tests {
         .await;
         assert_eq!(s.updates_sent, 6, "{s:?}");
 
-        node.shutdown().await;
+        // The peer removed from the node's configuration: Cease, peer de-configured.
+        node.reconcile(&BTreeMap::new(), &BTreeMap::new());
         let r = wait_for(&router, "the Cease", |s| s.last_down.is_some()).await;
         let why = r.last_down.unwrap_or_default();
         assert!(
-            why.contains("received NOTIFICATION") && why.contains("cease"),
+            why.starts_with("received NOTIFICATION: cease (6)") && why.contains("(3)"),
             "{why}"
         );
+        assert!(node.statuses().is_empty());
+        node.shutdown().await;
         router.shutdown().await;
     }
 
