@@ -12,9 +12,9 @@
 
 pub mod addresses;
 pub mod annotations;
-pub mod client;
 pub mod bfd;
 pub mod bgp;
+pub mod client;
 pub mod community;
 pub mod condition;
 pub mod documents;

@@ -18,6 +18,6 @@ pub mod netlink;
 pub mod plane;
 pub mod run;
 pub mod source;
-pub mod takeover;
 pub mod status;
+pub mod takeover;
 pub mod world;
