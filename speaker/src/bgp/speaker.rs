@@ -70,7 +70,10 @@ pub fn node_addresses(
     (v4, v6)
 }
 
-/// The sessions this node holds: one per BGPPeer selecting it, by name.
+/// The sessions this node holds: one per BGPPeer selecting it, by name. A session
+/// keeps the node's addresses only where it needs them (a router ID, the next hop of the
+/// other family on a dual-stack session), so that an unrelated address change does not
+/// restart it.
 pub fn specs(
     world: &World,
     my_node: &str,
@@ -80,13 +83,18 @@ pub fn specs(
     rib::node_peers(world, my_node)
         .into_iter()
         .map(|p| {
+            let c = &p.session;
+            let router_id_from_node =
+                c.router_id.is_none() && !matches!(c.source_address, Some(IpAddr::V4(_)));
+            let v4_over_v6 = c.dual_stack && c.address.is_ipv6();
+            let v6_over_v4 = c.dual_stack && c.address.is_ipv4();
             (
                 p.name.clone(),
                 SessionSpec {
                     name: p.name.clone(),
-                    config: p.session.clone(),
-                    node_v4,
-                    node_v6,
+                    config: c.clone(),
+                    node_v4: node_v4.filter(|_| router_id_from_node || v4_over_v6),
+                    node_v6: node_v6.filter(|_| v6_over_v4),
                 },
             )
         })
@@ -199,5 +207,69 @@ mod tests {
             Some("198.51.100.11".parse().unwrap())
         );
         assert_eq!(node_addresses(&table[..1], None), (None, None));
+    }
+
+    #[test]
+    fn sessions_keep_only_the_node_addresses_they_use() {
+        use crate::bgp::config::{Peer, PeerAsn, SessionConfig};
+        use crate::world::Node;
+        use std::time::Duration;
+
+        let session = |address: &str, dual_stack: bool, router_id: Option<&str>| SessionConfig {
+            my_asn: 64512,
+            peer_asn: PeerAsn::Fixed(64500),
+            address: address.parse().unwrap(),
+            port: 179,
+            source_address: None,
+            router_id: router_id.map(|r| r.parse().unwrap()),
+            hold_time: Duration::from_secs(90),
+            keepalive_time: Duration::from_secs(30),
+            connect_time: Duration::from_secs(120),
+            ebgp_multihop: false,
+            password: None,
+            password_secret: None,
+            graceful_restart: false,
+            passive: false,
+            dual_stack,
+        };
+        let mut w = World::default();
+        w.insert_node(Node {
+            name: "node1".into(),
+            labels: Default::default(),
+            ready: true,
+            network_unavailable: false,
+        });
+        for (name, c) in [
+            ("v4", session("198.51.100.1", false, None)),
+            (
+                "v4-with-id",
+                session("198.51.100.1", false, Some("192.0.2.9")),
+            ),
+            ("v4-dual", session("198.51.100.1", true, Some("192.0.2.9"))),
+            ("v6", session("2001:db8:51::1", false, None)),
+            (
+                "v6-dual",
+                session("2001:db8:51::1", true, Some("192.0.2.9")),
+            ),
+        ] {
+            let peer = Peer {
+                name: name.into(),
+                node_selectors: Default::default(),
+                session: c,
+            };
+            w.bgp_peers.insert(name.into(), peer);
+        }
+        let v4: Ipv4Addr = "198.51.100.11".parse().unwrap();
+        let v6: Ipv6Addr = "2001:db8:51::11".parse().unwrap();
+        let specs = specs(&w, "node1", Some(v4), Some(v6));
+        let kept = |name: &str| (specs[name].node_v4, specs[name].node_v6);
+        // The router ID comes from the node unless configured.
+        assert_eq!(kept("v4"), (Some(v4), None));
+        assert_eq!(kept("v4-with-id"), (None, None));
+        // IPv6 routes over an IPv4 session need an IPv6 next hop, and vice versa.
+        assert_eq!(kept("v4-dual"), (None, Some(v6)));
+        assert_eq!(kept("v6"), (Some(v4), None));
+        assert_eq!(kept("v6-dual"), (Some(v4), None));
+        assert!(super::specs(&w, "node2", Some(v4), None).is_empty());
     }
 }
