@@ -103,6 +103,11 @@ impl Config {
         if self.peer_asn == PeerAsn::Fixed(0) {
             return Err(ConfigError::PeerAsnZero);
         }
+        // RFC 6793 §7: AS_TRANS only stands in for a 4-octet AS on the wire.
+        let as_trans = u32::from(AS_TRANS);
+        if self.local_asn == as_trans || self.peer_asn == PeerAsn::Fixed(as_trans) {
+            return Err(ConfigError::AsTrans);
+        }
         if self.router_id.is_unspecified() {
             return Err(ConfigError::RouterIdZero);
         }
@@ -143,6 +148,8 @@ pub enum ConfigError {
     LocalAsnZero,
     #[error("the peer AS number must not be 0")]
     PeerAsnZero,
+    #[error("AS 23456 (AS_TRANS) is reserved and cannot be a speaker's AS number")]
+    AsTrans,
     #[error("the router ID must not be 0.0.0.0")]
     RouterIdZero,
     #[error("hold time {0}s is not allowed: use 0 (no keepalives) or at least 3s")]
@@ -1944,6 +1951,8 @@ mod tests {
         };
         bad(|c| c.local_asn = 0, ConfigError::LocalAsnZero);
         bad(|c| c.peer_asn = PeerAsn::Fixed(0), ConfigError::PeerAsnZero);
+        bad(|c| c.local_asn = 23456, ConfigError::AsTrans);
+        bad(|c| c.peer_asn = PeerAsn::Fixed(23456), ConfigError::AsTrans);
         bad(
             |c| c.router_id = Ipv4Addr::UNSPECIFIED,
             ConfigError::RouterIdZero,
