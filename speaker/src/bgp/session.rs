@@ -116,18 +116,6 @@ pub struct SessionStatus {
     pub last_error: Option<String>,
 }
 
-impl SessionStatus {
-    /// What the main loop reports on change: everything but the message counters.
-    fn significant(&self) -> (&str, &[String], &Option<String>, &Option<String>) {
-        (
-            &self.state,
-            &self.advertised,
-            &self.last_down,
-            &self.last_error,
-        )
-    }
-}
-
 /// The session config the state machine runs with, or why there is none.
 pub fn fsm_config(spec: &SessionSpec, restarted: bool) -> Result<fsm::Config, String> {
     let c = &spec.config;
@@ -264,6 +252,9 @@ struct Session {
     rib: watch::Receiver<AdjRibOut>,
     /// What the peer holds from us (on the main link, while Established).
     sent: AdjRibOut,
+    /// `sent` changed since the status was last published (its prefix list is rebuilt
+    /// only then: tables can be large, keepalives are frequent).
+    sent_changed: bool,
     unsendable: Vec<String>,
     /// Writers of closed connections still flushing.
     closing: Vec<JoinHandle<()>>,
@@ -363,6 +354,7 @@ impl Session {
             Action::Up(n) => {
                 self.counts.established += 1;
                 self.sent.clear();
+                self.sent_changed = true;
                 self.unsendable.clear();
                 info!(
                     peer = %self.spec.name, address = %peer, peer_asn = n.peer_asn,
@@ -373,6 +365,7 @@ impl Session {
                 warn!(peer = %self.spec.name, address = %peer, "BGP session down: {reason}");
                 self.counts.last_down = Some(reason.to_string());
                 self.sent.clear();
+                self.sent_changed = true;
                 self.unsendable.clear();
             }
             Action::SendAdjRibOut {
@@ -449,6 +442,7 @@ impl Session {
             self.unsendable.push(format!("{p} ({why})"));
         }
         self.sent = wanted;
+        self.sent_changed = true;
     }
 
     fn send_update(&mut self, u: Update) {
@@ -473,7 +467,7 @@ impl Session {
         let Some(n) = self.main.fsm.negotiated() else {
             return;
         };
-        let wanted = only(&self.rib.borrow(), &n.families);
+        let wanted = only(&self.rib.borrow_and_update(), &n.families);
         let d = rib::diff(&self.sent, &wanted);
         if !d.is_empty() {
             debug!(peer = %self.spec.name, withdraw = d.withdraw.len(), announce = d.announce.len(), "sending changes");
@@ -678,7 +672,15 @@ impl Session {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        let status = self.status.clone();
+        let mut cur = status.lock().unwrap_or_else(|p| p.into_inner());
+        let sent_changed = std::mem::take(&mut self.sent_changed);
+        let advertised = if sent_changed {
+            self.sent.keys().map(IpNet::to_string).collect()
+        } else {
+            std::mem::take(&mut cur.advertised)
+        };
         let n = self.main.fsm.negotiated();
         let s = SessionStatus {
             peer: self.spec.name.clone(),
@@ -687,7 +689,7 @@ impl Session {
             local_address: self.main.local.map(|a| a.to_string()),
             peer_asn: n.map(|n| n.peer_asn),
             peer_router_id: n.map(|n| n.peer_router_id.to_string()),
-            advertised: self.sent.keys().map(IpNet::to_string).collect(),
+            advertised,
             unsendable: self.unsendable.clone(),
             established_count: self.counts.established,
             messages_sent: self.counts.sent,
@@ -696,8 +698,11 @@ impl Session {
             last_down: self.counts.last_down.clone(),
             last_error: self.counts.last_error.clone(),
         };
-        let mut cur = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        if cur.significant() != s.significant() {
+        let significant = s.state != cur.state
+            || s.last_down != cur.last_down
+            || s.last_error != cur.last_error
+            || (sent_changed && s.advertised != cur.advertised);
+        if significant {
             self.changed.send_modify(|v| *v += 1);
         }
         *cur = s;
@@ -824,6 +829,7 @@ async fn run_session(
         io_tx,
         rib,
         sent: AdjRibOut::new(),
+        sent_changed: true,
         unsendable: Vec::new(),
         closing: Vec::new(),
         status,
