@@ -13,6 +13,7 @@ pub mod election;
 pub mod interfaces;
 pub mod l2;
 pub mod membership;
+pub mod memory;
 pub mod metrics;
 pub mod netlink;
 pub mod plane;

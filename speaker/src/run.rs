@@ -274,6 +274,8 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
                     warn!("{p}");
                 }
                 snap = s;
+                // The parse that built it has been dropped: give its pages back.
+                crate::memory::trim();
                 let now = seeds_of(&snap, cli.gossip_bind.port());
                 if now != seeds {
                     seeds = now;

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use ferrolb_crds::bgp::DynamicAsn;
 use ferrolb_crds::selector::Selectors;
+use ferrolb_speaker::bgp::codec::{Context, encode};
 use ferrolb_speaker::bgp::config::{CommunityValue, Peer, PeerAsn, SessionConfig};
-use ferrolb_speaker::bgp::message::{Community, LargeCommunity, MAX_MESSAGE_LEN};
+use ferrolb_speaker::bgp::message::{Community, LargeCommunity, MAX_MESSAGE_LEN, Message};
 use ferrolb_speaker::bgp::rib::{
     AdjRibOut, RibDiff, RouteAttrs, SessionParams, diff, node_peers, plan, update_len, updates,
 };
@@ -800,6 +801,20 @@ mod properties {
         for m in &u.messages {
             let len = update_len(m, s.four_octet_as);
             assert!(len <= MAX_MESSAGE_LEN, "seed {seed}: {len} bytes");
+            // The codec agrees: it encodes the message in at most the bytes counted (the
+            // count takes MP_REACH/MP_UNREACH headers as extended, one byte of slack).
+            let ctx = Context {
+                four_octet_as: s.four_octet_as,
+                ipv4_unicast: true,
+                ipv6_unicast: true,
+            };
+            let bytes = encode(&Message::Update(m.clone()), &ctx)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert!(
+                bytes.len() <= len && len - bytes.len() <= 1,
+                "seed {seed}: encoded {} bytes, counted {len}",
+                bytes.len()
+            );
             let a = &m.attributes;
             withdrawn.extend(m.withdrawn.iter().map(|p| IpNet::V4(*p)));
             if let Some(un) = &a.mp_unreach {
@@ -868,7 +883,7 @@ mod properties {
         };
         let rib: AdjRibOut = (0..50_000u32)
             .map(|i| {
-                let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i);
+                let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);
                 (IpNet::new(IpAddr::V4(a), 32).unwrap(), attrs.clone())
             })
             .collect();

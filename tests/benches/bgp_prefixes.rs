@@ -8,11 +8,15 @@
 //! 2001:db8::/32: the IPv4 documentation ranges hold only 3 × 256 addresses, too few
 //! for 10,000 distinct host routes.
 //!
-//! Interval measured: from handing the routes to the established speaker until BIRD
-//! holds all N from it (`birdc show route protocol n1 count`, polled every 10 ms).
-//! GoBGP: the routes go in with `gobgp mrt inject global` (one MRT dump, see
-//! `ferrolb_tests::bgp::mrt`), the clock starting before the CLI runs. Memory: the
-//! speaker's VmRSS and VmHWM once BIRD has everything.
+//! Interval measured ("all-in-BIRD"): from handing the routes to the established speaker
+//! until BIRD holds all N from it (`birdc show route protocol n1 count`, polled every
+//! 10 ms). GoBGP: the routes go in with `gobgp mrt inject global` (one MRT dump, see
+//! `ferrolb_tests::bgp::mrt`), the clock starting before the CLI runs. FerroLB: N
+//! single-address IPv6 Services (with an endpoint on the node) are written into its
+//! standalone directory (`--source dir:`, polled every 100 ms), the clock starting
+//! before the write. For FerroLB a cold start is measured too: the Services already in
+//! the directory, the clock starting when the speaker process is started (session set-up
+//! included). Memory: the speaker's VmRSS and VmHWM once BIRD has everything.
 //!
 //! Run as root: `cargo bench -p ferrolb-tests --bench bgp_prefixes [-- --counts
 //! 10000,50000 --trials 3]`. Prints figures; asserts nothing about speed.
@@ -22,8 +26,11 @@ use std::time::{Duration, Instant};
 
 use ferrolb_tests::bgp::bird::Bird;
 use ferrolb_tests::bgp::gobgp::Gobgp;
+use ferrolb_tests::bgp::site::{self, Node, Service};
+use ferrolb_tests::bgp::speaker::{self, Speaker};
 use ferrolb_tests::bgp::{self, Neighbor, Net, RouterConfig, is_root, procfs};
 use ipnet::IpNet;
+use serde_json::json;
 
 const ROUTER_AS: u32 = 64500;
 const NODE_AS: u32 = 64512;
@@ -133,6 +140,109 @@ fn gobgpd(n: usize, trial: usize) -> bgp::Result<Measure> {
     })
 }
 
+/// The site directory of the FerroLB runs: node1, pool 2001:db8:1000::/108, one eBGP
+/// peer (the router over IPv6), one advertisement as /128s.
+fn ferrolb_site(net: &Net, dir: &std::path::Path) -> bgp::Result<()> {
+    let h = net.host(1);
+    let nodes = [Node {
+        name: "node1".into(),
+        addresses: vec![h.ipv4.into(), h.ipv6.into()],
+    }];
+    let objects = [
+        (
+            "BGPPeer",
+            "router",
+            json!({"myASN": NODE_AS, "peerASN": ROUTER_AS, "peerAddress": net.router.ipv6.to_string(),
+                   "holdTime": "9s", "keepaliveTime": "3s", "connectTime": "1s"}),
+        ),
+        (
+            "BGPAdvertisement",
+            "bgp",
+            json!({"ipAddressPools": [site::POOL], "aggregationLengthV6": 128}),
+        ),
+    ];
+    site::write(
+        dir,
+        "site.yaml",
+        &site::site_yaml(&nodes, &["2001:db8:1000::/108"], &objects),
+    )
+}
+
+fn services(n: usize) -> Vec<Service> {
+    prefixes(n)
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Service::new(&format!("svc{i}"), &[p.addr()], &["node1"]))
+        .collect()
+}
+
+/// FerroLB: (hand-over measure, cold-start measure).
+fn ferrolb(bin: &std::path::Path, n: usize, trial: usize) -> bgp::Result<(Measure, Measure)> {
+    let net = Net::new(&format!("bench-f{n}-{trial}"), 1)?;
+    let h = net.host(1).clone();
+    let from: IpAddr = h.ipv6.into();
+    let node_addr = |_: &str, v6: bool| h.addr(v6);
+    let bird = router(&net)?;
+    let dir = net.subdir("site")?;
+    ferrolb_site(&net, &dir)?;
+    let all = services(n);
+
+    // Hand-over: an established speaker with nothing to announce gets N Services.
+    site::write_services(&dir, &[], &node_addr)?;
+    let mut sp = Speaker::start(
+        bin,
+        &h.ns,
+        "node1",
+        &dir,
+        &[],
+        &net.dir().join("speaker.log"),
+    )?;
+    bird.wait_established(from, Duration::from_secs(30))?;
+    let start = Instant::now();
+    site::write_services(&dir, &all, &node_addr)?;
+    let handed = start.elapsed();
+    wait_all(&bird, from, n).ok_or_else(|| bgp::Error::Timeout {
+        what: format!(
+            "{n} routes from ferrolb-speaker in BIRD (has {:?})",
+            bird.count_from(from)
+        ),
+        limit: RUN_LIMIT,
+    })?;
+    let hot = Measure {
+        all_in: start.elapsed(),
+        handed,
+        memory: procfs::memory(sp.daemon.pid()).unwrap_or_default(),
+    };
+    sp.daemon.stop(Duration::from_secs(5));
+    bgp::wait_for(Duration::from_secs(10), POLL, || {
+        bird.count_from(from).ok().filter(|c| *c == 0).map(drop)
+    });
+
+    // Cold start: the Services are there when the speaker starts.
+    let start = Instant::now();
+    let sp = Speaker::start(
+        bin,
+        &h.ns,
+        "node1",
+        &dir,
+        &[],
+        &net.dir().join("speaker2.log"),
+    )?;
+    wait_all(&bird, from, n).ok_or_else(|| bgp::Error::Timeout {
+        what: format!(
+            "{n} routes from a starting ferrolb-speaker in BIRD (has {:?})",
+            bird.count_from(from)
+        ),
+        limit: RUN_LIMIT,
+    })?;
+    let cold = Measure {
+        all_in: start.elapsed(),
+        handed: Duration::ZERO,
+        memory: procfs::memory(sp.daemon.pid()).unwrap_or_default(),
+    };
+    Ok((hot, cold))
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -142,43 +252,75 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+fn report(name: &str, n: usize, runs: &[Measure]) -> Option<Duration> {
+    if runs.is_empty() {
+        return None;
+    }
+    let all_in = median(runs.iter().map(|m| m.all_in).collect());
+    let handed = median(runs.iter().map(|m| m.handed).collect());
+    let rss = runs.iter().map(|m| m.memory.rss_kib).max().unwrap_or(0);
+    let peak = runs.iter().map(|m| m.memory.peak_kib).max().unwrap_or(0);
+    println!(
+        "{:<16} {:>9} {:>11.3} s {:>9.3} s {:>6.1} MiB {:>6.1} MiB",
+        name,
+        n,
+        all_in.as_secs_f64(),
+        handed.as_secs_f64(),
+        mib(rss),
+        mib(peak)
+    );
+    Some(all_in)
+}
+
 fn main() {
     if !is_root() {
         eprintln!("SKIP bgp_prefixes: needs root (network namespaces, BIRD, gobgpd)");
         return;
     }
     let a = args();
+    let bin = match speaker::binary() {
+        Ok(b) => Some(b),
+        Err(e) => {
+            println!("ferrolb-speaker not measured: {e}");
+            None
+        }
+    };
     println!(
-        "BGP prefix load into BIRD 2 (eBGP over IPv6, /128s in 2001:db8:1000::/64), {} trial(s), median:",
+        "BGP prefix load into BIRD 2 (eBGP over IPv6, /128s in 2001:db8:1000::/64), {} trial(s); median time, largest RSS:",
         a.trials
     );
     println!(
-        "{:<10} {:>9} {:>13} {:>11} {:>9} {:>10}",
+        "{:<16} {:>9} {:>13} {:>11} {:>10} {:>10}",
         "speaker", "prefixes", "all-in-BIRD", "hand-over", "RSS", "peak RSS"
     );
     for &n in &a.counts {
-        let mut runs = Vec::new();
+        let mut g = Vec::new();
+        let (mut hot, mut cold) = (Vec::new(), Vec::new());
         for trial in 0..a.trials.max(1) {
             match gobgpd(n, trial) {
-                Ok(m) => runs.push(m),
-                Err(e) => println!("gobgpd     {n:>9}  failed: {e}"),
+                Ok(m) => g.push(m),
+                Err(e) => println!("gobgpd {n}: failed: {e}"),
+            }
+            if let Some(bin) = &bin {
+                match ferrolb(bin, n, trial) {
+                    Ok((h, c)) => {
+                        hot.push(h);
+                        cold.push(c);
+                    }
+                    Err(e) => println!("ferrolb-speaker {n}: failed: {e}"),
+                }
             }
         }
-        if runs.is_empty() {
-            continue;
+        let gt = report("gobgpd", n, &g);
+        let ft = report("ferrolb", n, &hot);
+        report("ferrolb (cold)", n, &cold);
+        if let (Some(gt), Some(ft)) = (gt, ft) {
+            println!(
+                "{:<16} {:>9} {:>11.2} x  (ferrolb / gobgpd, all-in-BIRD after hand-over)",
+                "ratio",
+                n,
+                ft.as_secs_f64() / gt.as_secs_f64()
+            );
         }
-        let all_in = median(runs.iter().map(|m| m.all_in).collect());
-        let handed = median(runs.iter().map(|m| m.handed).collect());
-        let last = runs.last().map(|m| m.memory).unwrap_or_default();
-        println!(
-            "{:<10} {:>9} {:>11.3} s {:>9.3} s {:>5.1} MiB {:>6.1} MiB",
-            "gobgpd",
-            n,
-            all_in.as_secs_f64(),
-            handed.as_secs_f64(),
-            mib(last.rss_kib),
-            mib(last.peak_kib)
-        );
     }
-    println!("ferrolb:   not measured yet (the speaker's BGP sessions are not wired in)");
 }

@@ -289,7 +289,15 @@ fn every_ferrolb_object_passes_its_crd_rules() {
         .filter(|(_, d)| group_of(d) == ferrolb_crds::GROUP)
         .map(|(_, d)| d["kind"].as_str().unwrap_or_default().to_string())
         .collect();
+    // ...except the status kinds, which the speakers write and nobody writes by hand.
+    let written_by_speakers = [
+        <ferrolb_crds::ServiceL2Status as kube::Resource>::kind(&()),
+        <ferrolb_crds::ServiceBGPStatus as kube::Resource>::kind(&()),
+    ];
     for kind in crds.keys() {
+        if written_by_speakers.iter().any(|k| k == kind) {
+            continue;
+        }
         assert!(kinds.contains(kind), "no example of {kind}");
     }
 }

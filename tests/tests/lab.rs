@@ -5,23 +5,16 @@
 //! node; `down` leaves no lab namespace behind, also when the test fails (a drop guard).
 //!
 //! The lab's namespace names are fixed, so lab tests cannot overlap: each holds
-//! [`LOCK`] (an exclusive file lock) for its whole run, also across test binaries.
+//! `ferrolb_tests::lab::LOCK` (an exclusive file lock) for its whole run, also across
+//! test binaries.
 //! Needs the Debian packages `iproute2 bird2 arping ndisc6` (`.ci/run` installs them).
 //! The binaries are built by the test (`cargo build -p ferrolb-lab -p ferrolb-controller`).
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use ferrolb_controller::source::dir::AssignmentList;
-
-/// How long building the binaries may take.
-const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
-
-/// Held by every lab test while it runs.
-const LOCK: &str = "/run/ferrolb-lab-tests.lock";
-const LOCK_LIMIT: Duration = Duration::from_secs(30 * 60);
+use ferrolb_tests::lab::{Lab, lab_namespaces, namespaces, run, text};
 
 const LAB_NAMESPACES: [&str; 5] = [
     "flb-lan",
@@ -30,134 +23,6 @@ const LAB_NAMESPACES: [&str; 5] = [
     "flb-node2",
     "flb-client",
 ];
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// `target/<profile>/`, where cargo puts the binaries (this test runs from `deps/`).
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// Builds the lab and the controller (and the speaker, if it has a binary that builds).
-fn build_binaries() -> PathBuf {
-    let dir = bin_dir();
-    let release = dir.file_name().is_some_and(|n| n == "release");
-    let cargo = |packages: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--bins"])
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
-        for p in packages {
-            cmd.args(["-p", p]);
-        }
-        if release {
-            cmd.arg("--release");
-        }
-        // Bounded: another cargo may hold the build directory's lock.
-        let mut child = cmd.spawn().expect("cannot run cargo");
-        let deadline = Instant::now() + BUILD_LIMIT;
-        loop {
-            if let Some(status) = child.try_wait().expect("cannot wait for cargo") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("cargo build {packages:?} took more than {BUILD_LIMIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    assert!(
-        cargo(&["ferrolb-lab", "ferrolb-controller"]).success(),
-        "cargo build -p ferrolb-lab -p ferrolb-controller failed"
-    );
-    // Best effort: without a speaker binary the lab runs without announcements.
-    let _ = cargo(&["ferrolb-speaker"]);
-    dir.join("ferrolb-lab")
-}
-
-fn run(argv: &[&str]) -> Output {
-    Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-struct Lab {
-    bin: PathBuf,
-    state: PathBuf,
-}
-
-impl Lab {
-    fn cmd(&self, args: &[&str]) -> Output {
-        let out = Command::new(&self.bin)
-            .arg("--state")
-            .arg(&self.state)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run ferrolb-lab: {e}"));
-        eprintln!("$ ferrolb-lab {}\n{}", args.join(" "), text(&out));
-        out
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args);
-        assert!(
-            out.status.success(),
-            "ferrolb-lab {args:?} failed: {}",
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-/// Removes the lab whatever happens to the test.
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.bin)
-            .arg("--state")
-            .arg(&self.state)
-            .arg("down")
-            .output();
-    }
-}
-
-fn namespaces() -> Vec<String> {
-    String::from_utf8_lossy(&run(&["ip", "netns", "list"]).stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(String::from)
-        .collect()
-}
-
-/// The lab's namespaces that exist (other tests' `flb-*` namespaces are not the lab's).
-fn lab_namespaces() -> Vec<String> {
-    namespaces()
-        .into_iter()
-        .filter(|n| {
-            LAB_NAMESPACES.contains(&n.as_str())
-                || n.strip_prefix("flb-node")
-                    .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .collect()
-}
 
 fn ping(from: &str, to: &str) -> bool {
     run(&[
@@ -200,36 +65,10 @@ fn in_range(ip: &IpAddr, lo: &str, hi: &str) -> bool {
 
 #[test]
 fn lab_up_status_crash_start_down() {
-    if !is_root() {
-        eprintln!(
-            "\n*** SKIPPED lab_up_status_crash_start_down: the lab needs root (network namespaces) ***\n"
-        );
+    let Some(lab) = Lab::prepare("lab_up_status_crash_start_down") else {
         return;
-    }
-    let lock = std::fs::File::create(LOCK).unwrap_or_else(|e| panic!("{LOCK}: {e}"));
-    let deadline = Instant::now() + LOCK_LIMIT;
-    while lock.try_lock().is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "another lab test held {LOCK} for more than {LOCK_LIMIT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let existing = lab_namespaces();
-    if !existing.is_empty() {
-        eprintln!(
-            "\n*** SKIPPED lab_up_status_crash_start_down: a lab is already up ({}); \
-             not touching it (remove it with `ferrolb-lab down`) ***\n",
-            existing.join(" ")
-        );
-        return;
-    }
-    let bin = build_binaries();
-    let state = std::env::temp_dir().join(format!("ferrolb-lab-test-{}", std::process::id()));
-    let lab = Lab {
-        bin,
-        state: state.clone(),
     };
+    let state = lab.state.clone();
 
     let t = Instant::now();
     let up = lab.ok(&["up", "--nodes", "2", "--router", "bird"]);

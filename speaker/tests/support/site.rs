@@ -189,7 +189,12 @@ impl Site {
     /// the controller does (a new file renamed over the old), so a reader never sees
     /// half of it.
     pub fn write_assignments(&self, services: &[Svc]) {
-        let mut y = String::from("apiVersion: ferrolb.io/v1beta1\nkind: AssignmentList\nitems:\n");
+        let mut y = String::from("apiVersion: ferrolb.io/v1beta1\nkind: AssignmentList\n");
+        y.push_str(if services.is_empty() {
+            "items: []\n"
+        } else {
+            "items:\n"
+        });
         for s in services {
             let ips: Vec<String> = s.ips.iter().map(|ip| format!("\"{ip}\"")).collect();
             let _ = writeln!(
