@@ -22,6 +22,47 @@ use crate::model;
 pub enum Kind {
     Service,
     IPAddressPool,
+    L2Advertisement,
+    BGPAdvertisement,
+    BGPPeer,
+    Community,
+}
+
+impl Kind {
+    /// The kind's name in the API (`kind:`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "Service",
+            Kind::IPAddressPool => "IPAddressPool",
+            Kind::L2Advertisement => "L2Advertisement",
+            Kind::BGPAdvertisement => "BGPAdvertisement",
+            Kind::BGPPeer => "BGPPeer",
+            Kind::Community => "Community",
+        }
+    }
+
+    /// The kind's `apiVersion`.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::Service => "v1",
+            _ => "ferrolb.io/v1beta1",
+        }
+    }
+
+    /// The kind named `kind` (as [`ferrolb_crds::validate::Problem::kind`]), if the
+    /// controller reports on it.
+    pub fn from_api_kind(kind: &str) -> Option<Kind> {
+        [
+            Kind::Service,
+            Kind::IPAddressPool,
+            Kind::L2Advertisement,
+            Kind::BGPAdvertisement,
+            Kind::BGPPeer,
+            Kind::Community,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == kind)
+    }
 }
 
 /// `Normal` or `Warning`, as Kubernetes Events.

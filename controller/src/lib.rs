@@ -9,4 +9,5 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod references;
 pub mod source;

@@ -464,12 +464,14 @@ enum Control {
     PoolWatch(Vec<Value>),
 }
 
-/// Serves the initial lists, holds watches open, answers writes and reports them.
+/// Serves the initial lists (`l2`: the L2Advertisements; no other configuration
+/// objects), holds watches open, answers writes and reports them.
 async fn cluster(
     mut api: ApiHandle,
     writes: mpsc::UnboundedSender<Seen>,
     mut control: mpsc::UnboundedReceiver<Control>,
     mut fail_status_patches: usize,
+    l2: Vec<Value>,
 ) {
     let mut held = Vec::new();
     let mut pool_watch: Option<SendResponse<Response<Body>>> = None;
@@ -496,6 +498,19 @@ async fn cluster(
                     ])),
                     ("GET", "/apis/ferrolb.io/v1beta1/namespaces/ferrolb-system/ipaddresspools") => {
                         respond(send, 200, &list("ferrolb.io/v1beta1", "IPAddressPoolList", vec![pool(&["192.0.2.0/24"], "3")]))
+                    }
+                    ("GET", "/apis/ferrolb.io/v1beta1/namespaces/ferrolb-system/l2advertisements") => {
+                        respond(send, 200, &list("ferrolb.io/v1beta1", "L2AdvertisementList", l2.clone()))
+                    }
+                    ("GET", path @ ("/apis/ferrolb.io/v1beta1/namespaces/ferrolb-system/bgpadvertisements"
+                        | "/apis/ferrolb.io/v1beta1/namespaces/ferrolb-system/bgppeers"
+                        | "/apis/ferrolb.io/v1beta1/namespaces/ferrolb-system/communities")) => {
+                        let kind = match path.rsplit('/').next() {
+                            Some("bgpadvertisements") => "BGPAdvertisementList",
+                            Some("bgppeers") => "BGPPeerList",
+                            _ => "CommunityList",
+                        };
+                        respond(send, 200, &list("ferrolb.io/v1beta1", kind, vec![]))
                     }
                     ("GET", "/api/v1/namespaces") => respond(send, 200, &list("meta.k8s.io/v1", "PartialObjectMetadataList", vec![
                         json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
@@ -575,7 +590,7 @@ async fn leader_reclaims_then_allocates_and_follows_pool_edits() {
     let (client, api) = mock_client();
     let (writes_tx, mut writes) = mpsc::unbounded_channel();
     let (control, control_rx) = mpsc::unbounded_channel();
-    tokio::spawn(cluster(api, writes_tx, control_rx, 0));
+    tokio::spawn(cluster(api, writes_tx, control_rx, 0, vec![]));
 
     let args = Cli::parse_from(["ferrolb-controller", "--namespace", "ferrolb-system"]).run;
     let metrics = Arc::new(Metrics::new());
@@ -666,7 +681,7 @@ async fn leader_retries_a_failed_write() {
     let (writes_tx, mut writes) = mpsc::unbounded_channel();
     let (_control, control_rx) = mpsc::unbounded_channel();
     // The first Service status patch (web's) fails with a 500.
-    tokio::spawn(cluster(api, writes_tx, control_rx, 1));
+    tokio::spawn(cluster(api, writes_tx, control_rx, 1, vec![]));
     let args = Cli::parse_from(["ferrolb-controller", "--namespace", "ferrolb-system"]).run;
     let metrics = Arc::new(Metrics::new());
     let m = metrics.clone();
@@ -708,5 +723,88 @@ async fn leader_retries_a_failed_write() {
         text.contains(r#"ferrolb_k8s_writes_total{result="retry"} 1"#),
         "{text}"
     );
+    leader.abort();
+}
+
+#[tokio::test]
+async fn leader_warns_once_about_an_l2advertisement_naming_a_missing_pool() {
+    let (client, api) = mock_client();
+    let (writes_tx, mut writes) = mpsc::unbounded_channel();
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let lan = json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "L2Advertisement",
+                     "metadata": {"namespace": "ferrolb-system", "name": "lan", "uid": "uid-lan",
+                                  "resourceVersion": "4"},
+                     "spec": {"ipAddressPools": ["p", "ghost"]}});
+    tokio::spawn(cluster(api, writes_tx, control_rx, 0, vec![lan]));
+    let args = Cli::parse_from(["ferrolb-controller", "--namespace", "ferrolb-system"]).run;
+    let leader = tokio::spawn(async move {
+        run_leader(
+            client,
+            &args,
+            "pod-1",
+            Arc::new(Metrics::new()),
+            Readiness::default(),
+        )
+        .await
+    });
+
+    let about_lan = |w: &[Seen]| -> usize {
+        w.iter()
+            .filter(|s| s.path.contains("/events") && s.body["regarding"]["name"] == "lan")
+            .count()
+    };
+    let got = collect(&mut writes, |w| {
+        about_lan(w) >= 1
+            && w.iter()
+                .any(|s| s.path.ends_with("/ipaddresspools/p/status"))
+    })
+    .await;
+    let ev: Vec<&Seen> = got
+        .iter()
+        .filter(|s| s.path.contains("/events") && s.body["regarding"]["name"] == "lan")
+        .collect();
+    assert_eq!(ev.len(), 1, "{got:#?}");
+    let ev = ev[0];
+    assert_eq!(ev.method, "POST");
+    assert_eq!(
+        ev.path,
+        "/apis/events.k8s.io/v1/namespaces/ferrolb-system/events"
+    );
+    let name = ev.body["metadata"]["name"].as_str().unwrap_or_default();
+    assert!(name.starts_with("lan."), "{name}");
+    // Everything but the generated name and the time, exactly.
+    let mut body = ev.body.clone();
+    for (parent, field) in [("metadata", "name"), ("", "eventTime")] {
+        let obj = if parent.is_empty() {
+            body.as_object_mut()
+        } else {
+            body[parent].as_object_mut()
+        };
+        assert!(obj.and_then(|o| o.remove(field)).is_some(), "{field}");
+    }
+    assert_eq!(
+        body,
+        json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+               "metadata": {"namespace": "ferrolb-system"},
+               "type": "Warning", "reason": "UnknownReference", "action": "Reconcile",
+               "note": "pool \"ghost\" does not exist",
+               "reportingController": "ferrolb-controller", "reportingInstance": "pod-1",
+               "regarding": {"apiVersion": "ferrolb.io/v1beta1", "kind": "L2Advertisement",
+                             "namespace": "ferrolb-system", "name": "lan", "uid": "uid-lan"}})
+    );
+
+    // A pool edit makes a new pass (both Services move), but the problem is the same:
+    // no second Event.
+    control
+        .send(Control::PoolWatch(vec![
+            json!({"type": "MODIFIED", "object": pool(&["198.51.100.0/24"], "12")}),
+        ]))
+        .ok()
+        .unwrap();
+    let got = collect(&mut writes, |w| {
+        status_patches(w, "web").len() == 1 && status_patches(w, "old").len() == 1
+    })
+    .await;
+    assert_eq!(about_lan(&got), 0, "{got:#?}");
     leader.abort();
 }

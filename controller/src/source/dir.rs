@@ -470,7 +470,8 @@ impl DirController {
                 } => {
                     let object = match kind {
                         Kind::Service => format!("Service {namespace}/{name}"),
-                        Kind::IPAddressPool => format!("IPAddressPool {name}"),
+                        // The FerroLB kinds live in one namespace: the name says it all.
+                        _ => format!("{} {name}", kind.as_str()),
                     };
                     let entry = EventEntry {
                         type_: match type_ {

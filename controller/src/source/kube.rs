@@ -2,10 +2,12 @@
 //!
 //! # Shape
 //!
-//! One task owns the [`Engine`] (through [`shell::Shell`]). Three kube-runtime
-//! watchers, merged into one stream, feed it: Services in every namespace,
-//! IPAddressPools in the FerroLB namespace (`--namespace`), and Namespaces (metadata
-//! only: labels). Nothing is decided until all three initial lists are complete; then
+//! One task owns the [`Engine`] (through [`shell::Shell`]). Kube-runtime watchers,
+//! merged into one stream, feed it: Services in every namespace, IPAddressPools in the
+//! FerroLB namespace (`--namespace`), Namespaces (metadata only: labels), and the
+//! L2Advertisements, BGPAdvertisements, BGPPeers and Communities in the FerroLB
+//! namespace (only checked: see below). Nothing is decided until the first three initial
+//! lists are complete; then
 //! the engine gets the namespaces, the pools and every Service at once (`resync`, which
 //! reclaims existing assignments before allocating anything, so a restart never moves an
 //! assigned IP). After that:
@@ -16,7 +18,13 @@
 //! - Namespace labels changed → `set_namespaces`, and `resync` if the engine asks;
 //! - a relist after the watch lost track → the same, plus `service_deleted` for Services
 //!   that vanished meanwhile;
-//! - pool statuses are collected from the engine at most once a second.
+//! - pool statuses are collected from the engine at most once a second;
+//! - once the pools and the four configuration kinds are listed, and after any change
+//!   to them, [`crate::references::References`] checks the cross-object rules
+//!   (`ferrolb_crds::validate::check_references`): a problem earns a `Warning` Event on
+//!   the object at fault when it appears or its message changes, a `Normal` `Resolved`
+//!   Event when it goes away. Allocation never waits for these watchers, so a missing
+//!   CRD only costs its watcher's logged retries.
 //!
 //! The engine's [`Action`]s are written by [`apply::Writer`] (status subresource merge
 //! patches, the pool annotation, Events). A status write the watched object already
@@ -373,9 +381,35 @@ async fn lease_guard(client: Client, namespace: &str, name: &str, identity: &str
 
 type Inputs = BoxStream<'static, Result<Input, (&'static str, watcher::Error)>>;
 
-/// The three watchers, merged. Watch errors are yielded (for logging) and the watcher
-/// retries with kube-runtime's default backoff.
+/// The watchers, merged. Watch errors are yielded (for logging) and the watcher retries
+/// with kube-runtime's default backoff.
 fn watch_inputs(client: Client, namespace: &str) -> Inputs {
+    /// A watcher of one FerroLB kind in the FerroLB namespace.
+    fn config<K>(
+        client: &Client,
+        namespace: &str,
+        input: fn(Event<K>) -> Input,
+        what: &'static str,
+    ) -> Inputs
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + 'static,
+        K::DynamicType: Default,
+    {
+        watcher(
+            Api::<K>::namespaced(client.clone(), namespace),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .map_ok(input)
+        .map_err(move |e| (what, e))
+        .boxed()
+    }
+
     let services = watcher(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
@@ -391,13 +425,36 @@ fn watch_inputs(client: Client, namespace: &str) -> Inputs {
     .map_ok(Input::Pool)
     .map_err(|e| ("ipaddresspools", e));
     let namespaces = watcher(
-        Api::<PartialObjectMeta<Namespace>>::all(client),
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
     .map_ok(|ev| Input::Namespace(map_event(ev, ns_of)))
     .map_err(|e| ("namespaces", e));
-    futures::stream::select_all([services.boxed(), pools.boxed(), namespaces.boxed()]).boxed()
+    let l2 = config(
+        &client,
+        namespace,
+        Input::L2Advertisement,
+        "l2advertisements",
+    );
+    let bgp = config(
+        &client,
+        namespace,
+        Input::BGPAdvertisement,
+        "bgpadvertisements",
+    );
+    let peers = config(&client, namespace, Input::BGPPeer, "bgppeers");
+    let communities = config(&client, namespace, Input::Community, "communities");
+    futures::stream::select_all([
+        services.boxed(),
+        pools.boxed(),
+        namespaces.boxed(),
+        l2,
+        bgp,
+        peers,
+        communities,
+    ])
+    .boxed()
 }
 
 fn ns_of(m: PartialObjectMeta<Namespace>) -> Ns {
@@ -434,7 +491,7 @@ pub async fn run_leader(
     let mut inputs = watch_inputs(client, &args.namespace);
     let mut retries = Retries::default();
     let mut pool_status_due: Option<Instant> = None;
-    info!(namespace = %args.namespace, lb_class = ?args.lb_class, "watching Services, IPAddressPools and Namespaces");
+    info!(namespace = %args.namespace, lb_class = ?args.lb_class, "watching Services, Namespaces and the FerroLB kinds");
     loop {
         let retry_due = retries.next_due();
         tokio::select! {

@@ -66,13 +66,9 @@ pub fn object_reference(
     name: &str,
     uid: Option<&str>,
 ) -> ObjectReference {
-    let (api_version, kind) = match kind {
-        Kind::Service => ("v1", "Service"),
-        Kind::IPAddressPool => ("ferrolb.io/v1beta1", "IPAddressPool"),
-    };
     ObjectReference {
-        api_version: Some(api_version.into()),
-        kind: Some(kind.into()),
+        api_version: Some(kind.api_version().into()),
+        kind: Some(kind.as_str().into()),
         namespace: Some(namespace.into()),
         name: Some(name.into()),
         uid: uid.map(str::to_string),

@@ -1,5 +1,6 @@
 //! The controller's state between the watchers and the [`Engine`]: current Services,
-//! pools and namespace labels, the start-up gate, and which writes are still needed.
+//! pools and namespace labels, the start-up gate, and which writes are still needed;
+//! also the advertisement, peer and community objects, checked by [`References`].
 //! No I/O: the event loop in [`super`] feeds it watch events and writes what it returns.
 
 use std::collections::BTreeMap;
@@ -7,12 +8,16 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ferrolb_crds::annotations::IP_ALLOCATED_FROM_POOL;
-use ferrolb_crds::{IPAddressPool, IPAddressPoolStatus};
+use ferrolb_crds::{
+    BGPAdvertisement, BGPPeer, Community, IPAddressPool, IPAddressPoolStatus, L2Advertisement,
+};
 use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
 use crate::allocator::ServiceKey;
 use crate::engine::{Action, Decision, Engine, Kind, NamespaceLabels};
+use crate::references::{Objects, References};
 
 /// How long a successful status write counts as in flight, waiting for the watch to
 /// show it (see [`Shell::needs_write`]).
@@ -25,7 +30,7 @@ pub struct Ns {
     pub labels: BTreeMap<String, String>,
 }
 
-/// One watch event from one of the three watchers.
+/// One watch event from one of the watchers.
 // Moved once from the stream into `handle`: boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
@@ -33,6 +38,10 @@ pub enum Input {
     Service(Event<Service>),
     Pool(Event<IPAddressPool>),
     Namespace(Event<Ns>),
+    L2Advertisement(Event<L2Advertisement>),
+    BGPAdvertisement(Event<BGPAdvertisement>),
+    BGPPeer(Event<BGPPeer>),
+    Community(Event<Community>),
 }
 
 /// What handling one input decided.
@@ -150,6 +159,68 @@ struct Listed {
     namespaces: bool,
 }
 
+/// Objects of one FerroLB configuration kind (in the FerroLB namespace), by name.
+#[derive(Debug)]
+struct Store<K> {
+    items: BTreeMap<String, K>,
+    /// Objects of a (re)list in progress, swapped in at `InitDone`.
+    init: Option<BTreeMap<String, K>>,
+    /// The initial list is complete.
+    listed: bool,
+}
+
+impl<K> Default for Store<K> {
+    fn default() -> Self {
+        Store {
+            items: BTreeMap::new(),
+            init: None,
+            listed: false,
+        }
+    }
+}
+
+impl<K: kube::Resource + Clone> Store<K> {
+    /// Applies one watch event. Returns true when the objects may have changed; the
+    /// references are then checked again (cheap, and Events are only sent on change).
+    fn apply(&mut self, ev: Event<K>) -> bool {
+        match ev {
+            Event::Init => {
+                self.init = Some(BTreeMap::new());
+                false
+            }
+            Event::InitApply(mut o) => {
+                o.meta_mut().managed_fields = None;
+                self.init
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(o.name_any(), o);
+                false
+            }
+            Event::InitDone => {
+                self.items = self.init.take().unwrap_or_default();
+                self.listed = true;
+                true
+            }
+            Event::Apply(mut o) => {
+                o.meta_mut().managed_fields = None;
+                self.items.insert(o.name_any(), o);
+                true
+            }
+            Event::Delete(o) => self.items.remove(&o.name_any()).is_some(),
+        }
+    }
+
+    fn all(&self) -> Vec<K> {
+        self.items.values().cloned().collect()
+    }
+
+    fn uid(&self, namespace: &str, name: &str) -> Option<&str> {
+        self.items
+            .get(name)
+            .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
+            .and_then(|o| o.meta().uid.as_deref())
+    }
+}
+
 /// See the module documentation.
 pub struct Shell {
     engine: Engine,
@@ -164,6 +235,13 @@ pub struct Shell {
     started: bool,
     /// Writes sent whose result the watch has not shown yet, and when.
     pending: BTreeMap<Target, (Desired, Instant)>,
+    l2_advertisements: Store<L2Advertisement>,
+    bgp_advertisements: Store<BGPAdvertisement>,
+    bgp_peers: Store<BGPPeer>,
+    communities: Store<Community>,
+    references: References,
+    /// Pools or configuration objects changed since references were last checked.
+    references_stale: bool,
 }
 
 impl Shell {
@@ -179,6 +257,12 @@ impl Shell {
             listed: Listed::default(),
             started: false,
             pending: BTreeMap::new(),
+            l2_advertisements: Store::default(),
+            bgp_advertisements: Store::default(),
+            bgp_peers: Store::default(),
+            communities: Store::default(),
+            references: References::new(),
+            references_stale: true,
         }
     }
 
@@ -195,15 +279,46 @@ impl Shell {
         &mut self.engine
     }
 
-    /// Handles one watch event. Nothing is decided until every watcher has delivered
-    /// its initial list; then namespaces, pools and every Service (existing assignments
-    /// first) are handed to the engine at once.
+    /// Handles one watch event. Nothing is decided until the Service, pool and
+    /// Namespace watchers have delivered their initial lists; then namespaces, pools and
+    /// every Service (existing assignments first) are handed to the engine at once.
+    ///
+    /// References are checked once the pools and the four configuration kinds are
+    /// listed, and again whenever one of them changes. Allocation does not wait for
+    /// them: a cluster without the advertisement CRDs still gets addresses.
     pub fn handle(&mut self, input: Input) -> Step {
         let mut step = Step::default();
         match input {
             Input::Service(ev) => self.on_service(ev, &mut step),
             Input::Pool(ev) => self.on_pool(ev, &mut step),
             Input::Namespace(ev) => self.on_namespace(ev, &mut step),
+            Input::L2Advertisement(ev) => {
+                self.references_stale |= self.l2_advertisements.apply(ev);
+            }
+            Input::BGPAdvertisement(ev) => {
+                self.references_stale |= self.bgp_advertisements.apply(ev);
+            }
+            Input::BGPPeer(ev) => self.references_stale |= self.bgp_peers.apply(ev),
+            Input::Community(ev) => self.references_stale |= self.communities.apply(ev),
+        }
+        if self.references_stale
+            && self.listed.pools
+            && self.l2_advertisements.listed
+            && self.bgp_advertisements.listed
+            && self.bgp_peers.listed
+            && self.communities.listed
+        {
+            self.references_stale = false;
+            let pools: Vec<IPAddressPool> = self.pools.values().cloned().collect();
+            let (l2, bgp) = (self.l2_advertisements.all(), self.bgp_advertisements.all());
+            let (peers, communities) = (self.bgp_peers.all(), self.communities.all());
+            step.actions.extend(self.references.check(Objects {
+                pools: &pools,
+                l2_advertisements: &l2,
+                bgp_advertisements: &bgp,
+                bgp_peers: &peers,
+                communities: &communities,
+            }));
         }
         if !self.started && self.listed.services && self.listed.pools && self.listed.namespaces {
             self.started = true;
@@ -299,6 +414,7 @@ impl Shell {
             Event::InitDone => {
                 let listed = self.init_pools.take().unwrap_or_default();
                 let changed = !same_specs(&self.pools, &listed);
+                self.references_stale |= changed || !self.listed.pools;
                 self.pools = listed;
                 self.listed.pools = true;
                 for pool in self.pools.values() {
@@ -317,6 +433,7 @@ impl Shell {
                     .pools
                     .get(&name)
                     .is_none_or(|old| old.spec != pool.spec);
+                self.references_stale |= changed;
                 self.pools.insert(name, pool);
                 if self.started && changed {
                     self.set_pools_and_resync(step);
@@ -329,7 +446,9 @@ impl Shell {
                     namespace,
                     name: name.clone(),
                 });
-                if self.pools.remove(&name).is_some() && self.started {
+                let removed = self.pools.remove(&name).is_some();
+                self.references_stale |= removed;
+                if removed && self.started {
                     self.set_pools_and_resync(step);
                 }
             }
@@ -427,6 +546,10 @@ impl Shell {
                     .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))?
                     .metadata
             }
+            Kind::L2Advertisement => return self.l2_advertisements.uid(namespace, name),
+            Kind::BGPAdvertisement => return self.bgp_advertisements.uid(namespace, name),
+            Kind::BGPPeer => return self.bgp_peers.uid(namespace, name),
+            Kind::Community => return self.communities.uid(namespace, name),
         };
         meta.uid.as_deref()
     }
@@ -755,6 +878,83 @@ mod tests {
         shell.handle(Input::Service(Event::Delete(lb("web", None))));
         assert_eq!(in_use(&shell), 0);
         assert_eq!(shell.counts(), (0, 1));
+    }
+
+    fn l2(name: &str, pools: &[&str]) -> L2Advertisement {
+        let mut a = L2Advertisement::new(
+            name,
+            ferrolb_crds::L2AdvertisementSpec {
+                ip_address_pools: pools.iter().map(|p| p.to_string()).collect(),
+                ..Default::default()
+            },
+        );
+        a.metadata.namespace = Some("ferrolb-system".into());
+        a.metadata.uid = Some(format!("uid-{name}"));
+        a
+    }
+
+    fn reference_events(step: &Step) -> Vec<(String, String)> {
+        step.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event {
+                    kind: Kind::L2Advertisement,
+                    reason,
+                    message,
+                    ..
+                } => Some((reason.clone(), message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn references_are_checked_once_listed_and_after_pool_changes() {
+        let (mut shell, _) = started(vec![]);
+        let lists = [
+            Input::L2Advertisement(Event::Init),
+            Input::L2Advertisement(Event::InitApply(l2("lan", &["ghost"]))),
+            Input::L2Advertisement(Event::InitDone),
+            Input::BGPAdvertisement(Event::Init),
+            Input::BGPAdvertisement(Event::InitDone),
+            Input::BGPPeer(Event::Init),
+            Input::BGPPeer(Event::InitDone),
+            Input::Community(Event::Init),
+        ];
+        for input in lists {
+            let step = shell.handle(input);
+            assert!(
+                step.actions.is_empty(),
+                "not every kind is listed: {step:?}"
+            );
+        }
+        let step = shell.handle(Input::Community(Event::InitDone));
+        assert_eq!(
+            reference_events(&step),
+            [(
+                "UnknownReference".to_string(),
+                r#"pool "ghost" does not exist"#.to_string()
+            )]
+        );
+        assert_eq!(
+            shell.uid(Kind::L2Advertisement, "ferrolb-system", "lan"),
+            Some("uid-lan")
+        );
+        // A pool status write coming back is no change: nothing is said again.
+        let mut p = pool(&["192.0.2.0/24"]);
+        p.status = Some(IPAddressPoolStatus::default());
+        assert!(reference_events(&shell.handle(Input::Pool(Event::Apply(p)))).is_empty());
+        // The missing pool is created: resolved.
+        let mut ghost = pool(&["198.51.100.0/24"]);
+        ghost.metadata.name = Some("ghost".into());
+        let step = shell.handle(Input::Pool(Event::Apply(ghost)));
+        assert_eq!(
+            reference_events(&step),
+            [(
+                "Resolved".to_string(),
+                r#"resolved: pool "ghost" does not exist"#.to_string()
+            )]
+        );
     }
 
     #[test]
