@@ -12,6 +12,7 @@ use ferrolb_crds::condition::{Condition, pool as cond};
 use ferrolb_crds::validate::{ParsedPool, Problem, check_pools};
 use ferrolb_crds::{IPAddressPool, IPAddressPoolStatus};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::allocator::{Allocator, Assignment, Change, ServiceKey};
@@ -144,6 +145,9 @@ pub struct Engine {
     /// Services whose status names a pool that no longer contains their addresses.
     outside: BTreeMap<ServiceKey, (String, Vec<IpAddr>)>,
     reported: BTreeMap<String, IPAddressPoolStatus>,
+    /// The time conditions that change now are stamped with, set by the shell (the
+    /// engine reads no clock, so tests are deterministic). `None`: not stamped.
+    now: Option<String>,
 }
 
 #[derive(Debug)]
@@ -151,6 +155,11 @@ struct PoolEntry {
     namespace: String,
     parsed: Option<ParsedPool>,
     problem: Option<Problem>,
+    /// `metadata.generation`, for the conditions' `observedGeneration`.
+    generation: Option<i64>,
+    /// The conditions the object's status shows, so that a restarted controller keeps
+    /// their `lastTransitionTime` instead of resetting it.
+    observed: Vec<Condition>,
 }
 
 fn event(
@@ -214,7 +223,17 @@ impl Engine {
             seen: BTreeMap::new(),
             outside: BTreeMap::new(),
             reported: BTreeMap::new(),
+            now: None,
         }
+    }
+
+    /// Sets the time at which conditions that change from now on transitioned. The
+    /// shell calls this before handing over new inputs; RFC 3339 to the second, as
+    /// Kubernetes' `metav1.Time`.
+    pub fn set_now(&mut self, now: Timestamp) {
+        self.now = Timestamp::from_second(now.as_second())
+            .ok()
+            .map(|t| t.to_string());
     }
 
     /// Replaces the set of pools (all IPAddressPools in the FerroLB namespace). Returns
@@ -249,6 +268,12 @@ impl Engine {
                     namespace,
                     parsed,
                     problem,
+                    generation: p.metadata.generation,
+                    observed: p
+                        .status
+                        .as_ref()
+                        .map(|s| s.conditions.clone())
+                        .unwrap_or_default(),
                 },
             );
         }
@@ -498,7 +523,10 @@ impl Engine {
         (decisions, actions)
     }
 
-    /// The status every pool should have now.
+    /// The status every pool should have now. A condition keeps the
+    /// `lastTransitionTime` it was last reported with (or, before any report, that the
+    /// object shows) while its status stays the same; otherwise it gets the time of
+    /// [`Engine::set_now`].
     pub fn pool_status(&self, name: &str) -> Option<IPAddressPoolStatus> {
         let entry = self.pools.get(name)?;
         let stats = self.allocator.pool_stats(name).unwrap_or_default();
@@ -542,6 +570,18 @@ impl Engine {
                 ),
             )
         });
+        let before = self
+            .reported
+            .get(name)
+            .map_or(entry.observed.as_slice(), |s| s.conditions.as_slice());
+        for c in &mut conditions {
+            c.observed_generation = entry.generation;
+            c.last_transition_time = before
+                .iter()
+                .find(|b| b.type_ == c.type_ && b.status == c.status)
+                .and_then(|b| b.last_transition_time.clone())
+                .or_else(|| self.now.clone());
+        }
         Some(IPAddressPoolStatus {
             assigned_ipv4: sat(stats.assigned_v4),
             assigned_ipv6: sat(stats.assigned_v6),
@@ -825,6 +865,114 @@ mod tests {
         assert!(reasons(&a).contains(&"DeprecatedAnnotation".to_string()));
         let (_, a) = e.service(&s);
         assert!(!reasons(&a).contains(&"DeprecatedAnnotation".to_string()));
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
+    }
+
+    /// (type, status, lastTransitionTime, observedGeneration) of every condition.
+    fn times(e: &Engine, pool: &str) -> Vec<(String, String, Option<String>, Option<i64>)> {
+        e.pool_status(pool)
+            .unwrap()
+            .conditions
+            .into_iter()
+            .map(|c| {
+                (
+                    c.type_,
+                    c.status,
+                    c.last_transition_time,
+                    c.observed_generation,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn conditions_keep_their_transition_time_until_status_changes() {
+        const T1: &str = "2024-01-01T00:00:00Z";
+        const T2: &str = "2024-01-01T00:01:40Z";
+        let mut p = pool("p", &["198.51.100.0/30"]);
+        p.metadata.generation = Some(3);
+        let mut e = Engine::new(EngineConfig::default());
+        // Sub-second precision is dropped, as metav1.Time does.
+        e.set_now(
+            at(1_704_067_200)
+                .checked_add(std::time::Duration::from_millis(250))
+                .unwrap(),
+        );
+        e.set_pools(std::slice::from_ref(&p));
+        e.resync(&[]);
+        let t1 = Some(T1.to_string());
+        assert_eq!(
+            times(&e, "p"),
+            [
+                ("Valid".into(), "True".into(), t1.clone(), Some(3)),
+                ("Overlapping".into(), "False".into(), t1.clone(), Some(3)),
+                (
+                    "AddressesInUseOutsidePool".into(),
+                    "False".into(),
+                    t1.clone(),
+                    Some(3)
+                ),
+            ]
+        );
+
+        // Later, a Service takes an address: the counts change, no condition does.
+        e.set_now(at(1_704_067_300));
+        let (_, actions) = e.resync(&[svc("web", None, None)]);
+        let written = actions.iter().find_map(|a| match a {
+            Action::SetPoolStatus { status, .. } => Some(status.clone()),
+            _ => None,
+        });
+        let written = written.expect("the counts changed");
+        assert!(
+            written
+                .conditions
+                .iter()
+                .all(|c| c.last_transition_time == t1),
+            "{written:?}"
+        );
+
+        // The pool becomes invalid: Valid flips and gets the new time; the rest keep
+        // theirs. The new generation is observed.
+        p.spec.addresses = vec!["198.51.100.9-198.51.100.1".into()];
+        p.metadata.generation = Some(4);
+        e.set_pools(std::slice::from_ref(&p));
+        e.resync(&[svc("web", Some("198.51.100.0"), Some("p"))]);
+        let t2 = Some(T2.to_string());
+        let got = times(&e, "p");
+        assert_eq!(
+            got[0],
+            ("Valid".into(), "False".into(), t2, Some(4)),
+            "{got:?}"
+        );
+        assert_eq!(got[1].2, t1, "{got:?}");
+    }
+
+    #[test]
+    fn a_restart_keeps_the_transition_times_the_pool_shows() {
+        let mut p = pool("p", &["198.51.100.0/30"]);
+        let mut valid = Condition::new(cond::VALID, true, "Valid", "x");
+        valid.last_transition_time = Some("2020-05-05T05:05:05Z".into());
+        // The status shown said Overlapping was True: that changed while we were away.
+        let mut overlapping = Condition::new(cond::OVERLAPPING, true, "Overlapping", "x");
+        overlapping.last_transition_time = Some("2020-05-05T05:05:05Z".into());
+        p.status = Some(IPAddressPoolStatus {
+            conditions: vec![valid, overlapping],
+            ..Default::default()
+        });
+        let mut e = Engine::new(EngineConfig::default());
+        e.set_now(at(1_704_067_200));
+        e.set_pools(&[p]);
+        let got = times(&e, "p");
+        assert_eq!(got[0].2.as_deref(), Some("2020-05-05T05:05:05Z"));
+        assert_eq!(got[1].2.as_deref(), Some("2024-01-01T00:00:00Z"));
+        assert_eq!(got[2].2.as_deref(), Some("2024-01-01T00:00:00Z"));
+        // Without a clock (the planner) nothing new is stamped.
+        let mut plain = Engine::new(EngineConfig::default());
+        plain.set_pools(&[pool("q", &["198.51.100.0/30"])]);
+        assert!(times(&plain, "q").iter().all(|c| c.2.is_none()));
     }
 
     #[test]

@@ -633,6 +633,23 @@ async fn leader_reclaims_then_allocates_and_follows_pool_edits() {
         .find(|w| w.path.ends_with("/ipaddresspools/p/status"))
         .unwrap();
     assert_eq!(pool_status.body["status"]["assignedIPv4"], 2);
+    for c in pool_status.body["status"]["conditions"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+    {
+        assert_eq!(c["observedGeneration"], 1, "{c}");
+        let t = c["lastTransitionTime"].as_str().unwrap_or_default();
+        assert!(
+            t.parse::<k8s_openapi::jiff::Timestamp>().is_ok() && t.ends_with('Z'),
+            "{c}"
+        );
+    }
+    assert_eq!(
+        pool_status.body["status"]["conditions"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
     assert!(readiness.is_ready());
     let text = metrics.encode();
     assert!(

@@ -448,6 +448,7 @@ impl DirController {
         }
 
         let mut actions = Vec::new();
+        self.engine.set_now(k8s_openapi::jiff::Timestamp::now());
         for gone in self.handled.difference(&handled) {
             actions.extend(self.engine.service_deleted(gone));
         }

@@ -505,6 +505,7 @@ pub async fn run_leader(
                     None => return Err(anyhow!("the watch streams ended")),
                 };
                 let began = std::time::Instant::now();
+                shell.engine_mut().set_now(k8s_openapi::jiff::Timestamp::now());
                 let step = shell.handle(input);
                 if step.started {
                     let (services, pools) = shell.counts();
@@ -530,6 +531,7 @@ pub async fn run_leader(
             }
             _ = sleep_until(pool_status_due), if pool_status_due.is_some() => {
                 pool_status_due = None;
+                shell.engine_mut().set_now(k8s_openapi::jiff::Timestamp::now());
                 let actions = shell.engine_mut().pool_statuses();
                 let jobs = retries.jobs(actions);
                 execute(&mut shell, &writer, &metrics, &mut retries, jobs).await;
