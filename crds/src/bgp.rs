@@ -116,7 +116,9 @@ const DURATION_FORMAT: &str = "self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m
 #[x_kube(
     validation = Rule::new("has(self.peerASN) != has(self.dynamicASN)").message("exactly one of peerASN and dynamicASN must be set"),
     validation = Rule::new("!has(self.holdTime) || duration(self.holdTime) == duration('0s') || duration(self.holdTime) >= duration('3s')").message("holdTime must be 0 or at least 3s"),
-    validation = Rule::new("!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.keepaliveTime) <= duration(self.holdTime)").message("keepaliveTime must not exceed holdTime"),
+    // An unset holdTime is the default 90s, which a keepalive can exceed as well. With
+    // holdTime 0 (no keepalives) only keepaliveTime 0 is consistent.
+    validation = Rule::new("!has(self.keepaliveTime) || duration(self.keepaliveTime) <= (has(self.holdTime) ? duration(self.holdTime) : duration('90s'))").message("keepaliveTime must not exceed holdTime (90s when unset)"),
     validation = Rule::new("!has(self.connectTime) || (duration(self.connectTime) >= duration('1s') && duration(self.connectTime) <= duration('65535s'))").message("connectTime must be between 1s and 65535s"),
     validation = Rule::new("!self.ebgpMultiHop || (has(self.peerASN) && self.peerASN != self.myASN) || (has(self.dynamicASN) && self.dynamicASN == 'external')").message("ebgpMultiHop cannot be set for an iBGP peer"),
     validation = Rule::new("!(has(self.password) && has(self.passwordSecret))").message("password and passwordSecret are mutually exclusive")

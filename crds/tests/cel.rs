@@ -115,6 +115,25 @@ fn peer_rules() {
     let mut b = with("holdTime", json!("9s"));
     b["keepaliveTime"] = json!("10s");
     rejects(&crd, b, "keepaliveTime must not exceed holdTime");
+    // Without holdTime the default 90s is the bound.
+    assert_eq!(check(&crd, with("keepaliveTime", json!("90s"))), Ok(()));
+    assert_eq!(check(&crd, with("keepaliveTime", json!("1m"))), Ok(()));
+    rejects(
+        &crd,
+        with("keepaliveTime", json!("91s")),
+        "keepaliveTime must not exceed holdTime (90s when unset)",
+    );
+    rejects(
+        &crd,
+        with("keepaliveTime", json!("2m")),
+        "keepaliveTime must not exceed holdTime",
+    );
+    // holdTime 0 disables keepalives: only keepaliveTime 0 goes with it.
+    let mut b = with("holdTime", json!("0s"));
+    b["keepaliveTime"] = json!("0s");
+    assert_eq!(check(&crd, b.clone()), Ok(()));
+    b["keepaliveTime"] = json!("30s");
+    rejects(&crd, b, "keepaliveTime must not exceed holdTime");
     rejects(
         &crd,
         with("connectTime", json!("0s")),
