@@ -82,6 +82,8 @@ pub enum AssignmentError {
     },
     #[error("{origin}: not a valid AssignmentList: {message}")]
     Invalid { origin: String, message: String },
+    #[error("cannot write the AssignmentList as YAML: {0}")]
+    Serialize(#[source] serde_saphyr::ser::Error),
 }
 
 impl AssignmentList {
@@ -136,11 +138,12 @@ impl AssignmentList {
     }
 
     /// The file's text: a header comment and the list, addresses in flow style.
-    pub fn to_yaml(&self) -> String {
-        let body = serde_saphyr::to_string(self).expect("an AssignmentList always serializes");
-        format!(
+    pub fn to_yaml(&self) -> Result<String, AssignmentError> {
+        // The items are names from user files: an error is reported, not a panic.
+        let body = serde_saphyr::to_string(self).map_err(AssignmentError::Serialize)?;
+        Ok(format!(
             "# Written by ferrolb-controller (--source dir): the addresses it assigned. Do not edit.\n{body}"
-        )
+        ))
     }
 
     /// The assignment of one Service.

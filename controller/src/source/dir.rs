@@ -169,11 +169,13 @@ impl std::fmt::Display for EventEntry {
 
 impl ControllerStatus {
     /// The file's text.
-    pub fn to_yaml(&self) -> String {
-        let body = serde_saphyr::to_string(self).expect("a ControllerStatus always serializes");
-        format!(
+    pub fn to_yaml(&self) -> Result<String, serde_saphyr::ser::Error> {
+        // Messages, names and pool statuses come from user files: an error is reported,
+        // not a panic.
+        let body = serde_saphyr::to_string(self)?;
+        Ok(format!(
             "# Written by ferrolb-controller (--source dir): problems, decisions and events. Do not edit.\n{body}"
-        )
+        ))
     }
 
     /// Parses `status.yaml` (for tests and tools).
@@ -224,6 +226,8 @@ pub enum PassError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {message}")]
+    Serialize { path: String, message: String },
 }
 
 /// What one pass did.
@@ -563,11 +567,19 @@ impl DirController {
         };
         std::fs::create_dir_all(&state).map_err(write_err(&state))?;
         let a_path = assignments_path(&self.dir);
-        let wrote_assignments = write_if_changed(&a_path, &assignments.to_yaml(), PUBLIC)
-            .map_err(write_err(&a_path))?;
+        let serialize_err = |path: &Path, e: &dyn std::fmt::Display| PassError::Serialize {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let a_text = assignments
+            .to_yaml()
+            .map_err(|e| serialize_err(&a_path, &e))?;
+        let wrote_assignments =
+            write_if_changed(&a_path, &a_text, PUBLIC).map_err(write_err(&a_path))?;
         let s_path = status_path(&self.dir);
+        let s_text = status.to_yaml().map_err(|e| serialize_err(&s_path, &e))?;
         let wrote_status =
-            write_if_changed(&s_path, &status.to_yaml(), PUBLIC).map_err(write_err(&s_path))?;
+            write_if_changed(&s_path, &s_text, PUBLIC).map_err(write_err(&s_path))?;
         self.seen = Some(listing);
         // The record was read back and is now rewritten: its error is history.
         self.record_error = None;
@@ -919,7 +931,7 @@ mod tests {
             },
         ]);
         assert_eq!(list.items[0].namespace, "default");
-        let text = list.to_yaml();
+        let text = list.to_yaml().unwrap();
         assert!(text.contains("kind: AssignmentList"), "{text}");
         assert!(
             text.contains("  ips: [\"198.51.100.200\", \"2001:db8:51::200\"]\n"),
@@ -927,7 +939,7 @@ mod tests {
         );
         assert!(text.contains("  pool: \"1234\"\n"), "{text}");
         assert_eq!(AssignmentList::parse(&text, "a.yaml").unwrap(), list);
-        let empty = AssignmentList::default().to_yaml();
+        let empty = AssignmentList::default().to_yaml().unwrap();
         assert_eq!(
             AssignmentList::parse(&empty, "a.yaml").unwrap(),
             AssignmentList::default()
