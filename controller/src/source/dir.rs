@@ -843,7 +843,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{SignalKind, signal};
+    // Both listeners exist before the first pass and for the whole loop: a fresh
+    // `ctrl_c()` per iteration would miss a SIGINT arriving while a pass runs.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let first = ctl.pass()?;
     summary(&first);
     info!(
@@ -877,7 +881,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 info!("SIGTERM received, stopping");
                 break;
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 info!("SIGINT received, stopping");
                 break;
             }
