@@ -460,3 +460,237 @@ fn gobgp_receives_the_service_route() {
     assert_eq!(r[0].as_path, [NODE_AS]);
     assert_eq!(r[0].communities, ["64512:100"]);
 }
+
+// --- A raw TCP "router" sending malformed messages --------------------------------------
+
+const MARKER: [u8; 16] = [0xff; 16];
+const OPEN: u8 = 1;
+const UPDATE: u8 = 2;
+const NOTIFICATION: u8 = 3;
+const KEEPALIVE: u8 = 4;
+
+/// Runs `f` on a thread that has entered network namespace `ns` (sockets it creates
+/// stay in that namespace wherever they are used later).
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("namespace file");
+        // SAFETY: setns(2) on a valid descriptor changes only this thread's namespace.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("thread in the namespace")
+}
+
+/// A whole BGP message of `msg_type` with `body`.
+fn message(msg_type: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = MARKER.to_vec();
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(msg_type);
+    m.extend_from_slice(body);
+    m
+}
+
+/// An OPEN of `version` from AS `RAW_AS`, hold 9 s, IPv4 unicast and 4-octet AS
+/// capabilities.
+fn open(version: u8, id: Ipv4Addr) -> Vec<u8> {
+    let mut b = vec![version];
+    b.extend_from_slice(&RAW_AS.to_be_bytes());
+    b.extend_from_slice(&9u16.to_be_bytes());
+    b.extend_from_slice(&id.octets());
+    let mut caps = vec![2, 6, 1, 4, 0, 1, 0, 1, 2, 6, 65, 4];
+    caps.extend_from_slice(&u32::from(RAW_AS).to_be_bytes());
+    b.push(caps.len() as u8);
+    b.extend_from_slice(&caps);
+    message(OPEN, &b)
+}
+
+/// One message as received: (type, body), after checking the marker and the length.
+fn read_message(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut header = [0u8; 19];
+    stream.read_exact(&mut header)?;
+    assert_eq!(header[..16], MARKER, "bad marker from the speaker");
+    let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
+    assert!(
+        (19..=4096).contains(&len),
+        "bad length {len} from the speaker"
+    );
+    let mut body = vec![0u8; len - 19];
+    stream.read_exact(&mut body)?;
+    Ok((header[18], body))
+}
+
+/// Reads messages (at most 50, each within the stream's timeout) until one of
+/// `msg_type`; the others are returned before it.
+fn read_until(stream: &mut TcpStream, msg_type: u8) -> (Vec<(u8, Vec<u8>)>, Vec<u8>) {
+    let mut before = Vec::new();
+    for _ in 0..50 {
+        let (t, body) = read_message(stream)
+            .unwrap_or_else(|e| panic!("no message of type {msg_type} from the speaker: {e}"));
+        if t == msg_type {
+            return (before, body);
+        }
+        before.push((t, body));
+    }
+    panic!("no message of type {msg_type} in 50: {before:?}");
+}
+
+/// Accepts the speaker's next connection (bounded wait).
+fn accept(listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let start = Instant::now();
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                return stream;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && start.elapsed() < LIMIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the speaker did not dial the raw peer: {e}"),
+        }
+    }
+}
+
+/// Asserts the peer closes `stream` after its NOTIFICATION (EOF within the timeout).
+fn assert_closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    let mut total = 0;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) if total < 4096 => total += n,
+            r => panic!("the speaker kept the connection open after its NOTIFICATION: {r:?}"),
+        }
+    }
+}
+
+/// A speaker with two peers: BIRD in the router namespace (the route's receiver) and a
+/// raw TCP listener on host 2's BGP port; returns the site, BIRD and the listener once
+/// BIRD holds the route.
+fn raw_site(tag: &str) -> (Site, Bird, TcpListener) {
+    let mut s = Site::new(tag, 2);
+    let raw: IpAddr = s.net.host(2).ipv4.into();
+    s.configure(&[
+        peer("router", s.router(), ROUTER_AS, json!({})),
+        peer("raw", raw, u32::from(RAW_AS), json!({})),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let listener = in_netns(&s.net.host(2).ns, move || {
+        TcpListener::bind(SocketAddr::new(raw, 179)).expect("bind the raw peer's port 179")
+    });
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |_| {});
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    (s, bird, listener)
+}
+
+/// BIRD's `show protocols` line for its session with the speaker (state and since).
+fn bird_session_line(bird: &Bird) -> String {
+    let text = bird.birdc(&["show", "protocols"]).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("n1 "))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The other peer did not notice: BIRD's session never went down (same line, same
+/// since-time) and the speaker never logged it down; the route is still there.
+fn assert_router_undisturbed(s: &Site, bird: &Bird, line_before: &str) {
+    assert!(line_before.contains("Established"), "{line_before}");
+    assert_eq!(bird_session_line(bird), line_before);
+    let router_downs = s
+        .log()
+        .lines()
+        .filter(|l| l.contains("BGP session down") && l.contains("peer=router"))
+        .count();
+    assert_eq!(router_downs, 0, "log:\n{}", s.log());
+    wait_routes(
+        "BIRD after the raw peer's errors",
+        &[("203.0.113.10/32", s.node())],
+        || bird.routes().unwrap(),
+    );
+}
+
+#[test]
+fn malformed_open_gets_the_right_notification_and_other_peers_stay_up() {
+    if !ready("malformed_open_gets_the_right_notification_and_other_peers_stay_up") {
+        return;
+    }
+    let (s, bird, listener) = raw_site("ft-rawopen");
+    let before = bird_session_line(&bird);
+    let id = s.net.host(2).ipv4;
+
+    // BGP version 3: OPEN Message Error (2), Unsupported Version Number (1), data: the
+    // largest version the speaker supports (4, two octets).
+    let mut c = accept(&listener);
+    let (_, speaker_open) = read_until(&mut c, OPEN);
+    assert_eq!(speaker_open[0], 4, "the speaker's own OPEN is version 4");
+    c.write_all(&open(3, id)).unwrap();
+    let (_, n) = read_until(&mut c, NOTIFICATION);
+    assert_eq!(n, [2, 1, 0, 4], "NOTIFICATION code, subcode, data");
+    assert_closed(&mut c);
+
+    // The speaker dials again; this time a KEEPALIVE with a broken marker: Message
+    // Header Error (1), Connection Not Synchronized (1).
+    let mut c = accept(&listener);
+    read_until(&mut c, OPEN);
+    let mut bad = message(KEEPALIVE, &[]);
+    bad[3] = 0;
+    c.write_all(&bad).unwrap();
+    let (_, n) = read_until(&mut c, NOTIFICATION);
+    assert_eq!(n[..2], [1, 1], "NOTIFICATION code, subcode");
+    assert_closed(&mut c);
+
+    assert_router_undisturbed(&s, &bird, &before);
+}
+
+#[test]
+fn malformed_update_after_a_good_open_gets_the_right_notification() {
+    if !ready("malformed_update_after_a_good_open_gets_the_right_notification") {
+        return;
+    }
+    let (s, bird, listener) = raw_site("ft-rawupd");
+    let before = bird_session_line(&bird);
+
+    let mut c = accept(&listener);
+    read_until(&mut c, OPEN);
+    c.write_all(&open(4, s.net.host(2).ipv4)).unwrap();
+    c.write_all(&message(KEEPALIVE, &[])).unwrap();
+    // OpenConfirm → Established: the speaker's KEEPALIVE, then its routes.
+    read_until(&mut c, KEEPALIVE);
+    let (_, update) = read_until(&mut c, UPDATE);
+    let prefix = [32, 203, 0, 113, 10];
+    assert!(
+        update.windows(prefix.len()).any(|w| w == prefix),
+        "the raw peer, Established, gets the Service route: {update:?}"
+    );
+
+    // Withdrawn Routes Length 65535 in a 4-octet body (the shortest UPDATE): UPDATE
+    // Message Error (3), Malformed Attribute List (1) — a session reset, not
+    // treat-as-withdraw.
+    c.write_all(&message(UPDATE, &[0xff, 0xff, 0, 0])).unwrap();
+    let (_, n) = read_until(&mut c, NOTIFICATION);
+    assert_eq!(n[..2], [3, 1], "NOTIFICATION code, subcode");
+    assert_closed(&mut c);
+    assert!(
+        s.log()
+            .lines()
+            .any(|l| l.contains("peer=raw") && l.contains("BGP session down")),
+        "the speaker logs the raw session down"
+    );
+
+    assert_router_undisturbed(&s, &bird, &before);
+}
