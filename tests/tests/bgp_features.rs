@@ -694,3 +694,263 @@ fn malformed_update_after_a_good_open_gets_the_right_notification() {
 
     assert_router_undisturbed(&s, &bird, &before);
 }
+
+// --- Graceful restart, hold timer, multihop ---------------------------------------------
+
+#[test]
+fn graceful_restart_keeps_the_route_through_a_speaker_restart() {
+    if !ready("graceful_restart_keeps_the_route_through_a_speaker_restart") {
+        return;
+    }
+    let mut s = Site::new("ft-gr", 1);
+    s.configure(&[
+        peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"enableGracefulRestart": true}),
+        ),
+        advertisement("bgp", json!({})),
+    ]);
+    let old = Service::new("old", &[ip("203.0.113.20")], &["node1"]);
+    s.services(&[web(), old]);
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |c| {
+        c.graceful_restart = true
+    });
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    let both = [("203.0.113.10/32", s.node()), ("203.0.113.20/32", s.node())];
+    wait_routes("BIRD", &both, || bird.routes().unwrap());
+
+    // A rolling upgrade: SIGTERM; while it is away, Service `old` goes.
+    s.stop();
+    s.services(&[web()]);
+    let mut want: Vec<(ipnet::IpNet, IpAddr)> = both
+        .iter()
+        .map(|(p, nh)| (p.parse().unwrap(), *nh))
+        .collect();
+    want.sort();
+    let held = |what: &str| assert_eq!(pairs(&bird.routes().unwrap()), want, "{what}");
+    let gone = Instant::now();
+    let mut polls = 0;
+    while gone.elapsed() < Duration::from_secs(2) && polls < 100 {
+        polls += 1;
+        held("BIRD dropped the routes while the speaker was away");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_ne!(bird.state(s.node()).as_deref(), Some("Established"));
+
+    // Back: until the session is up again BIRD keeps both (stale) routes …
+    s.start();
+    let start = Instant::now();
+    polls = 0;
+    while bird.state(s.node()).as_deref() != Some("Established") {
+        polls += 1;
+        assert!(
+            start.elapsed() < LIMIT && polls < 1000,
+            "the restarted speaker did not come back"
+        );
+        held("BIRD dropped the routes during the restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // … and after End-of-RIB only what the speaker announced again: `old` is flushed,
+    // `web` never left.
+    wait_routes(
+        "BIRD after End-of-RIB",
+        &[("203.0.113.10/32", s.node())],
+        || {
+            let r = bird.routes().unwrap();
+            assert!(
+                r.iter()
+                    .any(|r| r.prefix() == "203.0.113.10/32".parse().unwrap()),
+                "the kept route went away after the restart: {r:?}"
+            );
+            r
+        },
+    );
+}
+
+#[test]
+fn hold_timer_expiry_drops_the_session_with_a_frozen_router() {
+    if !ready("hold_timer_expiry_drops_the_session_with_a_frozen_router") {
+        return;
+    }
+    let mut s = Site::new("ft-hold", 1);
+    s.configure(&[
+        peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"holdTime": "3s", "keepaliveTime": "1s"}),
+        ),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |c| {
+        c.hold_time = 3
+    });
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    let expired = |s: &Site| {
+        s.log()
+            .lines()
+            .any(|l| l.contains("BGP session down") && l.contains("hold timer expired (4)"))
+    };
+    assert!(!expired(&s));
+
+    // Frozen: no KEEPALIVEs, though the TCP connection stays open (the Daemon's drop
+    // thaws it before stopping it, also when this test fails).
+    bird.daemon.signal(libc::SIGSTOP);
+    let down = wait_for(LIMIT, POLL, || expired(&s).then_some(()));
+    bird.daemon.signal(libc::SIGCONT);
+    assert!(down.is_some(), "no hold timer expiry; log:\n{}", s.log());
+    // Thawed, BIRD gets the session back.
+    let back = wait_for(LIMIT, POLL, || {
+        (s.log().matches("BGP session established").count() >= 2).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "the session did not come back; log:\n{}",
+        s.log()
+    );
+    bird.wait_established(s.node(), LIMIT).unwrap();
+}
+
+/// A namespace `far` two hops from the speaker: host 1 → router namespace (forwarding)
+/// → far, on 203.0.113.252/30 (outside the Service addresses used here). Deleted on
+/// drop.
+struct Far {
+    ns: String,
+    addr: Ipv4Addr,
+}
+
+impl Far {
+    fn new(net: &Net) -> Far {
+        let ns = format!("{}-far", net.router.ns.trim_end_matches("-r"));
+        netns::delete_namespace(&ns);
+        run(&["ip", "netns", "add", &ns]).unwrap();
+        let far = Far {
+            ns,
+            addr: Ipv4Addr::new(203, 0, 113, 254),
+        };
+        let r = &net.router.ns;
+        let f = far.ns.as_str();
+        for argv in [
+            vec!["ip", "-n", f, "link", "set", "lo", "up"],
+            vec![
+                "ip", "-n", r, "link", "add", "xfar", "type", "veth", "peer", "name", "eth0",
+                "netns", f,
+            ],
+            vec![
+                "ip",
+                "-n",
+                r,
+                "addr",
+                "add",
+                "203.0.113.253/30",
+                "dev",
+                "xfar",
+            ],
+            vec!["ip", "-n", r, "link", "set", "xfar", "up"],
+            vec![
+                "ip",
+                "-n",
+                f,
+                "addr",
+                "add",
+                "203.0.113.254/30",
+                "dev",
+                "eth0",
+            ],
+            vec!["ip", "-n", f, "link", "set", "eth0", "up"],
+            vec![
+                "ip",
+                "-n",
+                f,
+                "route",
+                "add",
+                "default",
+                "via",
+                "203.0.113.253",
+            ],
+            vec![
+                "ip",
+                "-n",
+                &net.host(1).ns,
+                "route",
+                "add",
+                "203.0.113.252/30",
+                "via",
+                "198.51.100.1",
+            ],
+            vec![
+                "ip",
+                "netns",
+                "exec",
+                r,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        ] {
+            run(&argv).unwrap();
+        }
+        far
+    }
+}
+
+impl Drop for Far {
+    fn drop(&mut self) {
+        netns::delete_namespace(&self.ns);
+    }
+}
+
+/// BIRD in `far`, multihop towards the speaker.
+fn far_bird(s: &Site, far: &Far) -> Bird {
+    let cfg = RouterConfig::new(ROUTER_AS, far.addr, far.addr)
+        .neighbor(Neighbor::new(s.net.host(1).ipv4, NODE_AS).multihop(2));
+    Bird::start(&far.ns, s.net.subdir("far-bird").unwrap(), cfg, false).unwrap()
+}
+
+#[test]
+fn ebgp_multihop_reaches_a_router_two_hops_away_and_ttl_1_does_not() {
+    if !ready("ebgp_multihop_reaches_a_router_two_hops_away_and_ttl_1_does_not") {
+        return;
+    }
+    let mut s = Site::new("ft-mhop", 1);
+    let far = Far::new(&s.net);
+    let far_ip: IpAddr = far.addr.into();
+    // Without ebgpMultiHop: TTL 1 never crosses the router namespace.
+    s.configure(&[
+        peer("far", far_ip, ROUTER_AS, json!({})),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let bird = far_bird(&s, &far);
+    s.start();
+    let start = Instant::now();
+    let mut polls = 0;
+    while start.elapsed() < Duration::from_secs(5) && polls < 100 {
+        polls += 1;
+        assert_ne!(
+            bird.state(s.node()).as_deref(),
+            Some("Established"),
+            "an eBGP session two hops away came up with TTL 1"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // With it: TTL 255, the session forms and the route arrives (its next hop is the
+    // node, reached through the router).
+    s.configure(&[
+        peer("far", far_ip, ROUTER_AS, json!({"ebgpMultiHop": true})),
+        advertisement("bgp", json!({})),
+    ]);
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    let r = wait_routes("far BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    assert_eq!(r[0].as_path, [NODE_AS]);
+}
