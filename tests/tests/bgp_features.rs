@@ -1,0 +1,956 @@
+//! `ferrolb-speaker`'s BGP features one by one, against real daemons in network
+//! namespaces: TCP MD5 (right and wrong key), passive mode, iBGP with LOCAL_PREF, exact
+//! attributes at ExaBGP (communities, aliases, aggregation, IPv6 next hop), withdrawal on
+//! endpoint loss, GoBGP as the router, eBGP multihop, hold-timer expiry, graceful restart
+//! through a speaker restart, and a raw TCP "router" sending malformed OPEN/UPDATE
+//! messages while a real BIRD peer of the same speaker keeps its session and route.
+//!
+//! Each test builds its own namespaces (`flbt-<tag>-<pid>-…`, removed on drop, also on
+//! failure) and site directory. Root only (skipped loudly otherwise); needs `bird2 frr
+//! gobgpd exabgp`. Documentation addresses only.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ferrolb_tests::bgp::bird::Bird;
+use ferrolb_tests::bgp::exabgp::Exabgp;
+use ferrolb_tests::bgp::gobgp::Gobgp;
+use ferrolb_tests::bgp::netns;
+use ferrolb_tests::bgp::route::{Route, sorted};
+use ferrolb_tests::bgp::site::{self, Node, Service};
+use ferrolb_tests::bgp::speaker::{self, Speaker};
+use ferrolb_tests::bgp::{Neighbor, Net, RouterConfig, have, is_root, run, wait_for};
+use serde_json::{Value, json};
+
+const ROUTER_AS: u32 = 64500;
+const NODE_AS: u32 = 64512;
+/// The AS of the raw TCP peer of the malformed-message tests.
+const RAW_AS: u16 = 64501;
+/// Longest wait for a session or a route (timers are seconds; most take milliseconds).
+const LIMIT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+const VIP: &str = "203.0.113.10";
+
+fn ready(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIP bgp_features::{test}: needs root (network namespaces); CI runs it as root");
+        return false;
+    }
+    for tool in [
+        "bird", "birdc", "gobgpd", "gobgp", "exabgp", "vtysh", "nstat", "ss",
+    ] {
+        assert!(
+            have(tool),
+            "`{tool}` is missing: apt-get install -y bird2 frr gobgpd exabgp iproute2"
+        );
+    }
+    true
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+/// A site whose node 1 runs a speaker in host 1's namespace; further hosts of `net`
+/// are free for other peers.
+struct Site {
+    net: Net,
+    dir: PathBuf,
+    speaker: Option<Speaker>,
+    starts: usize,
+}
+
+impl Site {
+    fn new(tag: &str, hosts: usize) -> Site {
+        let net = Net::new(tag, hosts).unwrap();
+        let dir = net.subdir("site").unwrap();
+        Site {
+            net,
+            dir,
+            speaker: None,
+            starts: 0,
+        }
+    }
+
+    /// Writes `site.yaml`: node1 (host 1) and the given BGP objects.
+    fn configure(&self, bgp: &[(&str, String, Value)]) {
+        let nodes = [Node {
+            name: "node1".into(),
+            addresses: vec![self.net.host(1).ipv4.into(), self.net.host(1).ipv6.into()],
+        }];
+        let bgp: Vec<(&str, &str, Value)> = bgp
+            .iter()
+            .map(|(k, n, v)| (*k, n.as_str(), v.clone()))
+            .collect();
+        let text = site::site_yaml(&nodes, &["203.0.113.0/24", "2001:db8:113::/120"], &bgp);
+        site::write(&self.dir, "site.yaml", &text).unwrap();
+    }
+
+    fn services(&self, services: &[Service]) {
+        let h = self.net.host(1).clone();
+        site::write_services(&self.dir, services, &|_, v6| h.addr(v6)).unwrap();
+    }
+
+    /// Starts node1's speaker (a previous one must have been stopped).
+    fn start(&mut self) {
+        assert!(self.speaker.is_none(), "one speaker at a time");
+        self.starts += 1;
+        let bin = speaker::binary().unwrap();
+        let log = self.net.dir().join(format!("speaker-{}.log", self.starts));
+        let s = Speaker::start(&bin, &self.net.host(1).ns, "node1", &self.dir, &[], &log).unwrap();
+        self.speaker = Some(s);
+    }
+
+    /// SIGTERM (SIGKILL after 5 s): the speaker's own orderly shutdown.
+    fn stop(&mut self) {
+        if let Some(mut s) = self.speaker.take() {
+            s.daemon.stop(Duration::from_secs(5));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.speaker
+            .as_ref()
+            .map(|s| std::fs::read_to_string(&s.daemon.log).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn node(&self) -> IpAddr {
+        self.net.host(1).ipv4.into()
+    }
+
+    fn router(&self) -> IpAddr {
+        self.net.router.ipv4.into()
+    }
+}
+
+/// A BGPPeer spec with short timers, `extra` merged in.
+fn peer(name: &str, address: IpAddr, peer_as: u32, extra: Value) -> (&'static str, String, Value) {
+    let mut spec = json!({
+        "myASN": NODE_AS,
+        "peerASN": peer_as,
+        "peerAddress": address.to_string(),
+        "holdTime": "9s",
+        "keepaliveTime": "3s",
+        "connectTime": "1s",
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    ("BGPPeer", name.to_string(), spec)
+}
+
+fn advertisement(name: &str, spec: Value) -> (&'static str, String, Value) {
+    let mut s = json!({"ipAddressPools": [site::POOL]});
+    if let (Some(o), Some(e)) = (s.as_object_mut(), spec.as_object()) {
+        o.extend(e.clone());
+    }
+    ("BGPAdvertisement", name.to_string(), s)
+}
+
+fn web() -> Service {
+    Service::new("web", &[ip(VIP)], &["node1"])
+}
+
+/// BIRD in the router namespace with host 1 (the speaker) as its only neighbour.
+fn bird_for(s: &Site, n: Neighbor, edit: impl FnOnce(&mut RouterConfig)) -> Bird {
+    let mut cfg = RouterConfig::new(ROUTER_AS, s.net.router.ipv4, s.net.router.ipv4).neighbor(n);
+    edit(&mut cfg);
+    Bird::start(&s.net.router.ns, s.net.subdir("bird").unwrap(), cfg, false).unwrap()
+}
+
+fn pairs(routes: &[Route]) -> Vec<(ipnet::IpNet, IpAddr)> {
+    let mut have: Vec<(ipnet::IpNet, IpAddr)> = routes
+        .iter()
+        .filter_map(|r| Some((r.prefix?, r.next_hop?)))
+        .collect();
+    have.sort();
+    have
+}
+
+/// Waits until `routes()` holds exactly the (prefix, next hop) pairs `want`.
+fn wait_routes(what: &str, want: &[(&str, IpAddr)], routes: impl Fn() -> Vec<Route>) -> Vec<Route> {
+    let mut want: Vec<(ipnet::IpNet, IpAddr)> = want
+        .iter()
+        .map(|(p, nh)| (p.parse().unwrap(), *nh))
+        .collect();
+    want.sort();
+    let got = wait_for(LIMIT, POLL, || {
+        let r = sorted(routes());
+        (pairs(&r) == want).then_some(r)
+    });
+    got.unwrap_or_else(|| panic!("{what}: want {want:?}, router has {:#?}", routes()))
+}
+
+/// `TcpExtTCPMD5Failure` in namespace `ns` (a fresh namespace starts at 0).
+fn md5_failures(ns: &str) -> u64 {
+    let out = run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "nstat",
+        "-asz",
+        "TcpExtTCPMD5Failure",
+    ])
+    .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("TcpExtTCPMD5Failure")).then(|| w.next()?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+// --- TCP MD5 ----------------------------------------------------------------------------
+
+#[test]
+fn md5_right_password_establishes_and_the_route_arrives() {
+    if !ready("md5_right_password_establishes_and_the_route_arrives") {
+        return;
+    }
+    let mut s = Site::new("ft-md5ok", 1);
+    s.configure(&[
+        peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"password": "ferrolb-md5-key"}),
+        ),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let bird = bird_for(
+        &s,
+        Neighbor::new(s.net.host(1).ipv4, NODE_AS).md5("ferrolb-md5-key"),
+        |_| {},
+    );
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    // The segments were really signed: the kernel rejected none of them.
+    assert_eq!(md5_failures(&s.net.router.ns), 0);
+}
+
+#[test]
+fn md5_wrong_password_never_establishes() {
+    if !ready("md5_wrong_password_never_establishes") {
+        return;
+    }
+    let mut s = Site::new("ft-md5bad", 1);
+    s.configure(&[
+        peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"password": "ferrolb-md5-key"}),
+        ),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let bird = bird_for(
+        &s,
+        Neighbor::new(s.net.host(1).ipv4, NODE_AS).md5("another-key"),
+        |_| {},
+    );
+    s.start();
+    // Several connect attempts each way (connect time 1 s) fit in this window.
+    let window = Duration::from_secs(6);
+    let start = Instant::now();
+    let mut polls = 0;
+    while start.elapsed() < window && polls < 1000 {
+        polls += 1;
+        assert_ne!(
+            bird.state(s.node()).as_deref(),
+            Some("Established"),
+            "a session with mismatched MD5 keys came up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(bird.routes().unwrap().is_empty());
+    let failures = md5_failures(&s.net.router.ns) + md5_failures(&s.net.host(1).ns);
+    assert!(
+        failures > 0,
+        "no TCPMD5Failure counted in either namespace: were the segments signed at all?"
+    );
+}
+
+// --- Passive, iBGP ----------------------------------------------------------------------
+
+#[test]
+fn passive_peer_is_dialed_by_the_router() {
+    if !ready("passive_peer_is_dialed_by_the_router") {
+        return;
+    }
+    let mut s = Site::new("ft-passive", 1);
+    s.configure(&[
+        peer("router", s.router(), ROUTER_AS, json!({"passive": true})),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |_| {});
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    // The router dialed: the speaker's end of the session is its port 179.
+    let ss = s
+        .net
+        .exec(&s.net.host(1).ns, &["ss", "-Htn", "state", "established"])
+        .unwrap();
+    assert!(
+        ss.contains(&format!("{}:179 ", s.node())) && !ss.contains(&format!("{}:179", s.router())),
+        "the speaker dialed instead of waiting: {ss}"
+    );
+}
+
+#[test]
+fn ibgp_carries_the_advertisement_local_pref() {
+    if !ready("ibgp_carries_the_advertisement_local_pref") {
+        return;
+    }
+    let mut s = Site::new("ft-ibgp", 1);
+    s.configure(&[
+        peer("router", s.router(), NODE_AS, json!({})),
+        advertisement("bgp", json!({"localPref": 150})),
+    ]);
+    s.services(&[web()]);
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |c| {
+        c.asn = NODE_AS
+    });
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    let r = wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    assert_eq!(r[0].local_pref, Some(150));
+    assert_eq!(
+        r[0].as_path,
+        Vec::<u32>::new(),
+        "iBGP: our AS is not prepended"
+    );
+}
+
+// --- Exact attributes at ExaBGP ---------------------------------------------------------
+
+#[test]
+fn exabgp_sees_communities_aliases_aggregation_and_ipv6_next_hop() {
+    if !ready("exabgp_sees_communities_aliases_aggregation_and_ipv6_next_hop") {
+        return;
+    }
+    let mut s = Site::new("ft-exa", 1);
+    s.configure(&[
+        peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"dualStackAddressFamily": true}),
+        ),
+        (
+            "Community",
+            "aliases".into(),
+            json!({"communities": [{"name": "edge", "value": "64512:300"}]}),
+        ),
+        advertisement(
+            "bgp",
+            json!({
+                "communities": ["64512:100", "large:64512:1:2", "edge"],
+                "aggregationLength": 24,
+                "aggregationLengthV6": 120,
+            }),
+        ),
+    ]);
+    s.services(&[Service::new(
+        "web",
+        &[ip(VIP), ip("2001:db8:113::10")],
+        &["node1"],
+    )]);
+    let cfg = RouterConfig::new(ROUTER_AS, s.net.router.ipv4, s.net.router.ipv4)
+        .neighbor(Neighbor::new(s.net.host(1).ipv4, NODE_AS));
+    let exa = Exabgp::start(&s.net.router.ns, s.net.subdir("exabgp").unwrap(), cfg).unwrap();
+    s.start();
+    exa.wait_established(s.node(), LIMIT).unwrap();
+    let v6_nh: IpAddr = s.net.host(1).ipv6.into();
+    let r = wait_routes(
+        "ExaBGP",
+        &[("203.0.113.0/24", s.node()), ("2001:db8:113::/120", v6_nh)],
+        || exa.routes().unwrap(),
+    );
+    for route in &r {
+        let p = route.prefix();
+        assert_eq!(route.peer, Some(s.node()), "{p}");
+        assert_eq!(route.as_path, [NODE_AS], "{p}");
+        assert_eq!(route.communities, ["64512:100", "64512:300"], "{p}");
+        assert_eq!(route.large_communities, ["64512:1:2"], "{p}");
+        assert_eq!(route.local_pref, None, "{p}: LOCAL_PREF is for iBGP only");
+        assert_eq!(route.med, None, "{p}");
+    }
+    // The IPv6 prefix came in MP_REACH_NLRI (ExaBGP files it under its family).
+    let raw = exa.raw().unwrap();
+    assert!(raw.contains("\"ipv6 unicast\""), "{raw}");
+    assert!(exa.received().notifications.is_empty());
+}
+
+// --- Withdrawal on endpoint loss --------------------------------------------------------
+
+#[test]
+fn local_service_route_goes_when_its_endpoints_go() {
+    if !ready("local_service_route_goes_when_its_endpoints_go") {
+        return;
+    }
+    let mut s = Site::new("ft-endpt", 1);
+    s.configure(&[
+        peer("router", s.router(), ROUTER_AS, json!({})),
+        advertisement("bgp", json!({})),
+    ]);
+    let mut svc = web();
+    svc.local = true;
+    s.services(std::slice::from_ref(&svc));
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |_| {});
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    // The Service and its address stay; only its last endpoint goes.
+    svc.endpoints_on.clear();
+    s.services(std::slice::from_ref(&svc));
+    wait_routes("BIRD after the endpoints went", &[], || {
+        bird.routes().unwrap()
+    });
+    assert_eq!(bird.state(s.node()).as_deref(), Some("Established"));
+    // And back when an endpoint is ready again.
+    svc.endpoints_on = vec!["node1".into()];
+    s.services(std::slice::from_ref(&svc));
+    wait_routes(
+        "BIRD after the endpoint came back",
+        &[("203.0.113.10/32", s.node())],
+        || bird.routes().unwrap(),
+    );
+}
+
+// --- GoBGP as the router ----------------------------------------------------------------
+
+#[test]
+fn gobgp_receives_the_service_route() {
+    if !ready("gobgp_receives_the_service_route") {
+        return;
+    }
+    let mut s = Site::new("ft-gobgp", 1);
+    s.configure(&[
+        peer("router", s.router(), ROUTER_AS, json!({})),
+        advertisement("bgp", json!({"communities": ["64512:100"]})),
+    ]);
+    s.services(&[web()]);
+    // GoBGP dials late (5–10 s): it waits for the speaker.
+    let cfg = RouterConfig::new(ROUTER_AS, s.net.router.ipv4, s.net.router.ipv4)
+        .neighbor(Neighbor::new(s.net.host(1).ipv4, NODE_AS).passive());
+    let gobgp = Gobgp::start(&s.net.router.ns, s.net.subdir("gobgp").unwrap(), cfg).unwrap();
+    s.start();
+    gobgp.wait_established(s.node(), LIMIT).unwrap();
+    let r = wait_routes("GoBGP", &[("203.0.113.10/32", s.node())], || {
+        gobgp.routes().unwrap()
+    });
+    assert_eq!(r[0].as_path, [NODE_AS]);
+    assert_eq!(r[0].communities, ["64512:100"]);
+}
+
+// --- A raw TCP "router" sending malformed messages --------------------------------------
+
+const MARKER: [u8; 16] = [0xff; 16];
+const OPEN: u8 = 1;
+const UPDATE: u8 = 2;
+const NOTIFICATION: u8 = 3;
+const KEEPALIVE: u8 = 4;
+
+/// Runs `f` on a thread that has entered network namespace `ns` (sockets it creates
+/// stay in that namespace wherever they are used later).
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("namespace file");
+        // SAFETY: setns(2) on a valid descriptor changes only this thread's namespace.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("thread in the namespace")
+}
+
+/// A whole BGP message of `msg_type` with `body`.
+fn message(msg_type: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = MARKER.to_vec();
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(msg_type);
+    m.extend_from_slice(body);
+    m
+}
+
+/// An OPEN of `version` from AS `RAW_AS`, hold 9 s, IPv4 unicast and 4-octet AS
+/// capabilities.
+fn open(version: u8, id: Ipv4Addr) -> Vec<u8> {
+    let mut b = vec![version];
+    b.extend_from_slice(&RAW_AS.to_be_bytes());
+    b.extend_from_slice(&9u16.to_be_bytes());
+    b.extend_from_slice(&id.octets());
+    let mut caps = vec![2, 6, 1, 4, 0, 1, 0, 1, 2, 6, 65, 4];
+    caps.extend_from_slice(&u32::from(RAW_AS).to_be_bytes());
+    b.push(caps.len() as u8);
+    b.extend_from_slice(&caps);
+    message(OPEN, &b)
+}
+
+/// One message as received: (type, body), after checking the marker and the length.
+fn read_message(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut header = [0u8; 19];
+    stream.read_exact(&mut header)?;
+    assert_eq!(header[..16], MARKER, "bad marker from the speaker");
+    let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
+    assert!(
+        (19..=4096).contains(&len),
+        "bad length {len} from the speaker"
+    );
+    let mut body = vec![0u8; len - 19];
+    stream.read_exact(&mut body)?;
+    Ok((header[18], body))
+}
+
+/// Reads messages (at most 50, each within the stream's timeout) until one of
+/// `msg_type`; the others are returned before it.
+fn read_until(stream: &mut TcpStream, msg_type: u8) -> (Vec<(u8, Vec<u8>)>, Vec<u8>) {
+    let mut before = Vec::new();
+    for _ in 0..50 {
+        let (t, body) = read_message(stream)
+            .unwrap_or_else(|e| panic!("no message of type {msg_type} from the speaker: {e}"));
+        if t == msg_type {
+            return (before, body);
+        }
+        before.push((t, body));
+    }
+    panic!("no message of type {msg_type} in 50: {before:?}");
+}
+
+/// Accepts the speaker's next connection (bounded wait).
+fn accept(listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let start = Instant::now();
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                return stream;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && start.elapsed() < LIMIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the speaker did not dial the raw peer: {e}"),
+        }
+    }
+}
+
+/// Asserts the peer closes `stream` after its NOTIFICATION (EOF within the timeout).
+fn assert_closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    let mut total = 0;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) if total < 4096 => total += n,
+            r => panic!("the speaker kept the connection open after its NOTIFICATION: {r:?}"),
+        }
+    }
+}
+
+/// A speaker with two peers: BIRD in the router namespace (the route's receiver) and a
+/// raw TCP listener on host 2's BGP port; returns the site, BIRD and the listener once
+/// BIRD holds the route.
+fn raw_site(tag: &str) -> (Site, Bird, TcpListener) {
+    let mut s = Site::new(tag, 2);
+    let raw: IpAddr = s.net.host(2).ipv4.into();
+    s.configure(&[
+        peer("router", s.router(), ROUTER_AS, json!({})),
+        peer("raw", raw, u32::from(RAW_AS), json!({})),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let listener = in_netns(&s.net.host(2).ns, move || {
+        TcpListener::bind(SocketAddr::new(raw, 179)).expect("bind the raw peer's port 179")
+    });
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |_| {});
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    (s, bird, listener)
+}
+
+/// BIRD's `show protocols` line for its session with the speaker (state and since).
+fn bird_session_line(bird: &Bird) -> String {
+    let text = bird.birdc(&["show", "protocols"]).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("n1 "))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The other peer did not notice: BIRD's session never went down (same line, same
+/// since-time) and the speaker never logged it down; the route is still there.
+fn assert_router_undisturbed(s: &Site, bird: &Bird, line_before: &str) {
+    assert!(line_before.contains("Established"), "{line_before}");
+    assert_eq!(bird_session_line(bird), line_before);
+    let router_downs = s
+        .log()
+        .lines()
+        .filter(|l| l.contains("BGP session down") && l.contains("peer=router"))
+        .count();
+    assert_eq!(router_downs, 0, "log:\n{}", s.log());
+    wait_routes(
+        "BIRD after the raw peer's errors",
+        &[("203.0.113.10/32", s.node())],
+        || bird.routes().unwrap(),
+    );
+}
+
+#[test]
+fn malformed_open_gets_the_right_notification_and_other_peers_stay_up() {
+    if !ready("malformed_open_gets_the_right_notification_and_other_peers_stay_up") {
+        return;
+    }
+    let (s, bird, listener) = raw_site("ft-rawopen");
+    let before = bird_session_line(&bird);
+    let id = s.net.host(2).ipv4;
+
+    // BGP version 3: OPEN Message Error (2), Unsupported Version Number (1), data: the
+    // largest version the speaker supports (4, two octets).
+    let mut c = accept(&listener);
+    let (_, speaker_open) = read_until(&mut c, OPEN);
+    assert_eq!(speaker_open[0], 4, "the speaker's own OPEN is version 4");
+    c.write_all(&open(3, id)).unwrap();
+    let (_, n) = read_until(&mut c, NOTIFICATION);
+    assert_eq!(n, [2, 1, 0, 4], "NOTIFICATION code, subcode, data");
+    assert_closed(&mut c);
+
+    // The speaker dials again; this time a KEEPALIVE with a broken marker: Message
+    // Header Error (1), Connection Not Synchronized (1).
+    let mut c = accept(&listener);
+    read_until(&mut c, OPEN);
+    let mut bad = message(KEEPALIVE, &[]);
+    bad[3] = 0;
+    c.write_all(&bad).unwrap();
+    let (_, n) = read_until(&mut c, NOTIFICATION);
+    assert_eq!(n[..2], [1, 1], "NOTIFICATION code, subcode");
+    assert_closed(&mut c);
+
+    assert_router_undisturbed(&s, &bird, &before);
+}
+
+#[test]
+fn malformed_update_after_a_good_open_gets_the_right_notification() {
+    if !ready("malformed_update_after_a_good_open_gets_the_right_notification") {
+        return;
+    }
+    let (s, bird, listener) = raw_site("ft-rawupd");
+    let before = bird_session_line(&bird);
+
+    let mut c = accept(&listener);
+    read_until(&mut c, OPEN);
+    c.write_all(&open(4, s.net.host(2).ipv4)).unwrap();
+    c.write_all(&message(KEEPALIVE, &[])).unwrap();
+    // OpenConfirm → Established: the speaker's KEEPALIVE, then its routes.
+    read_until(&mut c, KEEPALIVE);
+    let (_, update) = read_until(&mut c, UPDATE);
+    let prefix = [32, 203, 0, 113, 10];
+    assert!(
+        update.windows(prefix.len()).any(|w| w == prefix),
+        "the raw peer, Established, gets the Service route: {update:?}"
+    );
+
+    // Withdrawn Routes Length 65535 in a 4-octet body (the shortest UPDATE): UPDATE
+    // Message Error (3), Malformed Attribute List (1) — a session reset, not
+    // treat-as-withdraw.
+    c.write_all(&message(UPDATE, &[0xff, 0xff, 0, 0])).unwrap();
+    let (_, n) = read_until(&mut c, NOTIFICATION);
+    assert_eq!(n[..2], [3, 1], "NOTIFICATION code, subcode");
+    assert_closed(&mut c);
+    assert!(
+        s.log()
+            .lines()
+            .any(|l| l.contains("peer=raw") && l.contains("BGP session down")),
+        "the speaker logs the raw session down"
+    );
+
+    assert_router_undisturbed(&s, &bird, &before);
+}
+
+// --- Graceful restart, hold timer, multihop ---------------------------------------------
+
+#[test]
+fn graceful_restart_keeps_the_route_through_a_speaker_restart() {
+    if !ready("graceful_restart_keeps_the_route_through_a_speaker_restart") {
+        return;
+    }
+    let mut s = Site::new("ft-gr", 1);
+    s.configure(&[
+        peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"enableGracefulRestart": true}),
+        ),
+        advertisement("bgp", json!({})),
+    ]);
+    let old = Service::new("old", &[ip("203.0.113.20")], &["node1"]);
+    s.services(&[web(), old]);
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |c| {
+        c.graceful_restart = true
+    });
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    let both = [("203.0.113.10/32", s.node()), ("203.0.113.20/32", s.node())];
+    wait_routes("BIRD", &both, || bird.routes().unwrap());
+
+    // A rolling upgrade: SIGTERM; while it is away, Service `old` goes.
+    s.stop();
+    s.services(&[web()]);
+    let mut want: Vec<(ipnet::IpNet, IpAddr)> = both
+        .iter()
+        .map(|(p, nh)| (p.parse().unwrap(), *nh))
+        .collect();
+    want.sort();
+    let held = |what: &str| assert_eq!(pairs(&bird.routes().unwrap()), want, "{what}");
+    let gone = Instant::now();
+    let mut polls = 0;
+    while gone.elapsed() < Duration::from_secs(2) && polls < 100 {
+        polls += 1;
+        held("BIRD dropped the routes while the speaker was away");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_ne!(bird.state(s.node()).as_deref(), Some("Established"));
+
+    // Back: until the session is up again BIRD keeps both (stale) routes …
+    s.start();
+    let start = Instant::now();
+    polls = 0;
+    while bird.state(s.node()).as_deref() != Some("Established") {
+        polls += 1;
+        assert!(
+            start.elapsed() < LIMIT && polls < 1000,
+            "the restarted speaker did not come back"
+        );
+        held("BIRD dropped the routes during the restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // … and after End-of-RIB only what the speaker announced again: `old` is flushed,
+    // `web` never left.
+    wait_routes(
+        "BIRD after End-of-RIB",
+        &[("203.0.113.10/32", s.node())],
+        || {
+            let r = bird.routes().unwrap();
+            assert!(
+                r.iter()
+                    .any(|r| r.prefix() == "203.0.113.10/32".parse().unwrap()),
+                "the kept route went away after the restart: {r:?}"
+            );
+            r
+        },
+    );
+}
+
+#[test]
+fn hold_timer_expiry_drops_the_session_with_a_frozen_router() {
+    if !ready("hold_timer_expiry_drops_the_session_with_a_frozen_router") {
+        return;
+    }
+    let mut s = Site::new("ft-hold", 1);
+    s.configure(&[
+        peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"holdTime": "3s", "keepaliveTime": "1s"}),
+        ),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |c| {
+        c.hold_time = 3
+    });
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    let expired = |s: &Site| {
+        s.log()
+            .lines()
+            .any(|l| l.contains("BGP session down") && l.contains("hold timer expired (4)"))
+    };
+    assert!(!expired(&s));
+
+    // Frozen: no KEEPALIVEs, though the TCP connection stays open (the Daemon's drop
+    // thaws it before stopping it, also when this test fails).
+    bird.daemon.signal(libc::SIGSTOP);
+    let down = wait_for(LIMIT, POLL, || expired(&s).then_some(()));
+    bird.daemon.signal(libc::SIGCONT);
+    assert!(down.is_some(), "no hold timer expiry; log:\n{}", s.log());
+    // Thawed, BIRD gets the session back.
+    let back = wait_for(LIMIT, POLL, || {
+        (s.log().matches("BGP session established").count() >= 2).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "the session did not come back; log:\n{}",
+        s.log()
+    );
+    bird.wait_established(s.node(), LIMIT).unwrap();
+}
+
+/// A namespace `far` two hops from the speaker: host 1 → router namespace (forwarding)
+/// → far, on 203.0.113.252/30 (outside the Service addresses used here). Deleted on
+/// drop.
+struct Far {
+    ns: String,
+    addr: Ipv4Addr,
+}
+
+impl Far {
+    fn new(net: &Net) -> Far {
+        let ns = format!("{}-far", net.router.ns.trim_end_matches("-r"));
+        netns::delete_namespace(&ns);
+        run(&["ip", "netns", "add", &ns]).unwrap();
+        let far = Far {
+            ns,
+            addr: Ipv4Addr::new(203, 0, 113, 254),
+        };
+        let r = &net.router.ns;
+        let f = far.ns.as_str();
+        for argv in [
+            vec!["ip", "-n", f, "link", "set", "lo", "up"],
+            vec![
+                "ip", "-n", r, "link", "add", "xfar", "type", "veth", "peer", "name", "eth0",
+                "netns", f,
+            ],
+            vec![
+                "ip",
+                "-n",
+                r,
+                "addr",
+                "add",
+                "203.0.113.253/30",
+                "dev",
+                "xfar",
+            ],
+            vec!["ip", "-n", r, "link", "set", "xfar", "up"],
+            vec![
+                "ip",
+                "-n",
+                f,
+                "addr",
+                "add",
+                "203.0.113.254/30",
+                "dev",
+                "eth0",
+            ],
+            vec!["ip", "-n", f, "link", "set", "eth0", "up"],
+            vec![
+                "ip",
+                "-n",
+                f,
+                "route",
+                "add",
+                "default",
+                "via",
+                "203.0.113.253",
+            ],
+            vec![
+                "ip",
+                "-n",
+                &net.host(1).ns,
+                "route",
+                "add",
+                "203.0.113.252/30",
+                "via",
+                "198.51.100.1",
+            ],
+            vec![
+                "ip",
+                "netns",
+                "exec",
+                r,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        ] {
+            run(&argv).unwrap();
+        }
+        far
+    }
+}
+
+impl Drop for Far {
+    fn drop(&mut self) {
+        netns::delete_namespace(&self.ns);
+    }
+}
+
+/// BIRD in `far`, multihop towards the speaker.
+fn far_bird(s: &Site, far: &Far) -> Bird {
+    let cfg = RouterConfig::new(ROUTER_AS, far.addr, far.addr)
+        .neighbor(Neighbor::new(s.net.host(1).ipv4, NODE_AS).multihop(2));
+    Bird::start(&far.ns, s.net.subdir("far-bird").unwrap(), cfg, false).unwrap()
+}
+
+#[test]
+fn ebgp_multihop_reaches_a_router_two_hops_away_and_ttl_1_does_not() {
+    if !ready("ebgp_multihop_reaches_a_router_two_hops_away_and_ttl_1_does_not") {
+        return;
+    }
+    let mut s = Site::new("ft-mhop", 1);
+    let far = Far::new(&s.net);
+    let far_ip: IpAddr = far.addr.into();
+    // Without ebgpMultiHop: TTL 1 never crosses the router namespace.
+    s.configure(&[
+        peer("far", far_ip, ROUTER_AS, json!({})),
+        advertisement("bgp", json!({})),
+    ]);
+    s.services(&[web()]);
+    let bird = far_bird(&s, &far);
+    s.start();
+    let start = Instant::now();
+    let mut polls = 0;
+    while start.elapsed() < Duration::from_secs(5) && polls < 100 {
+        polls += 1;
+        assert_ne!(
+            bird.state(s.node()).as_deref(),
+            Some("Established"),
+            "an eBGP session two hops away came up with TTL 1"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // With it: TTL 255, the session forms and the route arrives (its next hop is the
+    // node, reached through the router).
+    s.configure(&[
+        peer("far", far_ip, ROUTER_AS, json!({"ebgpMultiHop": true})),
+        advertisement("bgp", json!({})),
+    ]);
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    let r = wait_routes("far BIRD", &[("203.0.113.10/32", s.node())], || {
+        bird.routes().unwrap()
+    });
+    assert_eq!(r[0].as_path, [NODE_AS]);
+}
