@@ -22,7 +22,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::bgp::rib::Plan;
+use crate::bgp::rib::{self, Plan};
 use crate::cli::{Cli, Source};
 use crate::desired::{self, Desired};
 use crate::election::{self, Announcements};
@@ -182,6 +182,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
 
     let mut bgp = crate::bgp::speaker::Bgp::start(Some(cli.bgp_listen_port).filter(|p| *p != 0));
     let mut bgp_changes = bgp.changes();
+    metrics.set_bgp(Some(Box::new(bgp.status_source())));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -232,6 +233,15 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
         let announced: BTreeSet<IpAddr> =
             want.values().flat_map(|o| o.ips.iter().copied()).collect();
         metrics.set_announced(Mode::Layer2, &announced);
+        // Over BGP: the addresses some peer is meant to receive.
+        let bgp_ips = rib::peers_by_ip(&ann.bgp, &bgp.plan().peers);
+        metrics.set_announced(
+            Mode::Bgp,
+            bgp_ips
+                .iter()
+                .filter(|(_, peers)| !peers.is_empty())
+                .map(|(ip, _)| ip),
+        );
         let report = Report {
             node: cli.node_name.clone(),
             live_members: live,

@@ -154,6 +154,12 @@ impl Bgp {
         &self.plan
     }
 
+    /// Reads every session's status when called, from any thread: for the metrics,
+    /// which read it on each scrape.
+    pub fn status_source(&self) -> impl Fn() -> Vec<SessionStatus> + Send + Sync + 'static {
+        self.manager.status_source()
+    }
+
     /// Changes whenever a session's state, prefixes or errors change.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.manager.changes()
