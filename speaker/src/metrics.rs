@@ -3,7 +3,7 @@
 //!
 //! | metric | type | labels | meaning |
 //! |---|---|---|---|
-//! | `ferrolb_speaker_announced_ips` | gauge | `mode`, `family` | addresses this node announces (`mode="layer2"`; `bgp` once BGP mode announces) |
+//! | `ferrolb_speaker_announced_ips` | gauge | `mode`, `family` | addresses this node announces: `mode="layer2"` (on an interface), `mode="bgp"` (meant for at least one peer) |
 //! | `ferrolb_layer2_arp_requests_received_total` | counter | `interface` | ARP requests for an address announced here |
 //! | `ferrolb_layer2_arp_requests_answered_total` | counter | `interface` | ARP replies sent to them |
 //! | `ferrolb_layer2_ndp_solicitations_received_total` | counter | `interface` | Neighbor Solicitations for an address announced here |
@@ -15,9 +15,21 @@
 //! | `ferrolb_speaker_gossip_members` | gauge | `state` | other members `alive`, `suspect`, `down` (gossip on only) |
 //! | `ferrolb_speaker_gossip_dropped_total` | counter | `reason` | datagrams dropped: `unauthenticated` (bad or no tag), `replayed` (gossip on only) |
 //! | `ferrolb_speaker_failovers_total` | counter | | addresses taken over from a failed node ([`crate::takeover`]) |
+//! | `ferrolb_bgp_session_up` | gauge | `peer` | 1 while the session with the BGPPeer is Established |
+//! | `ferrolb_bgp_session_state` | gauge | `peer`, `state` | 1 for the session's RFC 4271 state (`Idle` … `Established`), 0 for the others |
+//! | `ferrolb_bgp_sessions_established_total` | counter | `peer` | times the session reached Established |
+//! | `ferrolb_bgp_messages_sent_total` | counter | `peer` | BGP messages sent |
+//! | `ferrolb_bgp_messages_received_total` | counter | `peer` | BGP messages received |
+//! | `ferrolb_bgp_updates_sent_total` | counter | `peer` | UPDATE messages sent |
+//! | `ferrolb_bgp_updates_received_total` | counter | `peer` | UPDATE messages received (never imported) |
+//! | `ferrolb_bgp_announced_prefixes` | gauge | `peer` | prefixes the peer holds from this node |
+//! | `ferrolb_bgp_notifications_sent_total` | counter | `peer`, `code`, `subcode` | NOTIFICATIONs sent (RFC 4271 §4.5 numbers) |
+//! | `ferrolb_bgp_notifications_received_total` | counter | `peer`, `code`, `subcode` | NOTIFICATIONs received |
 //!
 //! Layer2 counters are kept per interface for the life of the process: an interface
-//! whose announcer stops and starts again goes on counting.
+//! whose announcer stops and starts again goes on counting. BGP series exist for the
+//! sessions running at scrape time and are read from them; a session restarted because
+//! its BGPPeer changed starts from zero (a counter reset, which `rate()` handles).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,6 +45,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::bgp::session::{NotificationCount, SessionStatus};
 use crate::l2::announcer::{CounterSnapshot as L2Snapshot, Counters as L2Counters};
 use crate::membership::CounterSnapshot as GossipSnapshot;
 
@@ -53,6 +66,18 @@ impl Mode {
 }
 
 type GossipSource = Box<dyn Fn() -> GossipSnapshot + Send + Sync>;
+/// Reads the BGP sessions' statuses.
+pub type BgpSource = Box<dyn Fn() -> Vec<SessionStatus> + Send + Sync>;
+
+/// The RFC 4271 states, for `ferrolb_bgp_session_state`.
+const BGP_STATES: [&str; 6] = [
+    "Idle",
+    "Connect",
+    "Active",
+    "OpenSent",
+    "OpenConfirm",
+    "Established",
+];
 
 /// Every metric of the speaker, and its readiness. Shared (`Arc`) between the main
 /// loop, the data plane and the HTTP server.
@@ -71,6 +96,7 @@ struct State {
     gossip_enabled: AtomicI64,
     gossip: Mutex<Option<GossipSource>>,
     failovers: AtomicU64,
+    bgp: Mutex<Option<BgpSource>>,
 }
 
 impl std::fmt::Debug for State {
@@ -136,6 +162,11 @@ impl Metrics {
             .gossip_enabled
             .store(i64::from(source.is_some()), Ordering::Relaxed);
         *lock(&self.state.gossip) = source;
+    }
+
+    /// `source` reads the BGP sessions on every scrape (`None`: no BGP series).
+    pub fn set_bgp(&self, source: Option<BgpSource>) {
+        *lock(&self.state.bgp) = source;
     }
 
     pub fn failovers(&self, n: usize) {
@@ -335,8 +366,122 @@ impl Collector for Collect {
             "Addresses this node took over from a node that failed (not one that left cleanly)",
             MetricType::Counter,
             state.failovers.load(Ordering::Relaxed),
-        )
+        )?;
+        let sessions = lock(&state.bgp).as_ref().map(|read| read());
+        if let Some(sessions) = sessions {
+            encode_bgp(&mut encoder, &sessions)?;
+        }
+        Ok(())
     }
+}
+
+/// The BGP families, one series per session (and state or NOTIFICATION code).
+fn encode_bgp(
+    encoder: &mut DescriptorEncoder,
+    sessions: &[SessionStatus],
+) -> Result<(), std::fmt::Error> {
+    let peer = |s: &SessionStatus| vec![("peer", s.peer.clone())];
+    family(
+        encoder,
+        "ferrolb_bgp_session_up",
+        "1 while the BGP session with the peer is Established",
+        MetricType::Gauge,
+        sessions
+            .iter()
+            .map(|s| (peer(s), u64::from(s.state == "Established"))),
+    )?;
+    family(
+        encoder,
+        "ferrolb_bgp_session_state",
+        "1 for the BGP session's current RFC 4271 state, 0 for the others",
+        MetricType::Gauge,
+        sessions.iter().flat_map(|s| {
+            BGP_STATES.map(|state| {
+                (
+                    vec![("peer", s.peer.clone()), ("state", state.to_string())],
+                    u64::from(s.state == state),
+                )
+            })
+        }),
+    )?;
+    for (name, help, metric_type, get) in [
+        (
+            "ferrolb_bgp_sessions_established",
+            "Times the BGP session reached Established",
+            MetricType::Counter,
+            (|s| s.established_count) as fn(&SessionStatus) -> u64,
+        ),
+        (
+            "ferrolb_bgp_messages_sent",
+            "BGP messages sent to the peer",
+            MetricType::Counter,
+            |s| s.messages_sent,
+        ),
+        (
+            "ferrolb_bgp_messages_received",
+            "BGP messages received from the peer",
+            MetricType::Counter,
+            |s| s.messages_received,
+        ),
+        (
+            "ferrolb_bgp_updates_sent",
+            "BGP UPDATE messages sent to the peer",
+            MetricType::Counter,
+            |s| s.updates_sent,
+        ),
+        (
+            "ferrolb_bgp_updates_received",
+            "BGP UPDATE messages received from the peer (validated, never imported)",
+            MetricType::Counter,
+            |s| s.updates_received,
+        ),
+        (
+            "ferrolb_bgp_announced_prefixes",
+            "Prefixes the peer holds from this node",
+            MetricType::Gauge,
+            |s| u64::try_from(s.advertised.len()).unwrap_or(u64::MAX),
+        ),
+    ] {
+        family(
+            encoder,
+            name,
+            help,
+            metric_type,
+            sessions.iter().map(|s| (peer(s), get(s))),
+        )?;
+    }
+    for (name, help, get) in [
+        (
+            "ferrolb_bgp_notifications_sent",
+            "BGP NOTIFICATIONs sent, by code and subcode",
+            (|s| &s.notifications_sent) as fn(&SessionStatus) -> &Vec<NotificationCount>,
+        ),
+        (
+            "ferrolb_bgp_notifications_received",
+            "BGP NOTIFICATIONs received, by code and subcode",
+            |s| &s.notifications_received,
+        ),
+    ] {
+        family(
+            encoder,
+            name,
+            help,
+            MetricType::Counter,
+            sessions.iter().flat_map(|s| {
+                get(s).iter().map(|n| {
+                    (
+                        vec![
+                            ("peer", s.peer.clone()),
+                            ("code", n.code.to_string()),
+                            ("subcode", n.subcode.to_string()),
+                        ],
+                        n.count,
+                    )
+                })
+            }),
+        )?;
+    }
+    Ok(())
 }
 
 /// The value of one sample in a scrape, for tests and benches: `key` is the metric name
@@ -456,5 +601,120 @@ mod tests {
             Some(7.0),
             "{text}"
         );
+    }
+
+    #[test]
+    fn bgp_series_come_from_the_sessions_at_scrape_time() {
+        let m = Metrics::new();
+        assert!(!m.encode().contains("ferrolb_bgp_"), "no source, no series");
+
+        let state = Arc::new(Mutex::new("Active".to_string()));
+        let read = Arc::clone(&state);
+        m.set_bgp(Some(Box::new(move || {
+            vec![
+                SessionStatus {
+                    peer: "router".into(),
+                    state: lock(&read).clone(),
+                    advertised: vec!["203.0.113.5/32".into(), "203.0.113.6/32".into()],
+                    established_count: 2,
+                    messages_sent: 40,
+                    messages_received: 31,
+                    updates_sent: 5,
+                    updates_received: 3,
+                    notifications_sent: vec![NotificationCount {
+                        code: 6,
+                        subcode: 2,
+                        count: 1,
+                    }],
+                    notifications_received: vec![NotificationCount {
+                        code: 4,
+                        subcode: 0,
+                        count: 2,
+                    }],
+                    ..SessionStatus::default()
+                },
+                SessionStatus {
+                    peer: "backup".into(),
+                    state: "Established".into(),
+                    ..SessionStatus::default()
+                },
+            ]
+        })));
+        let ips: Vec<IpAddr> = ["203.0.113.5", "2001:db8::5"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        m.set_announced(Mode::Bgp, &ips);
+
+        let text = m.encode();
+        let get = |name: &str, labels: &[(&str, &str)]| sample(&text, &key(name, labels));
+        let router = [("peer", "router")];
+        assert_eq!(get("ferrolb_bgp_session_up", &router), Some(0.0), "{text}");
+        assert_eq!(
+            get("ferrolb_bgp_session_up", &[("peer", "backup")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(
+                "ferrolb_bgp_session_state",
+                &[("peer", "router"), ("state", "Active")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(
+                "ferrolb_bgp_session_state",
+                &[("peer", "router"), ("state", "Established")]
+            ),
+            Some(0.0)
+        );
+        for (name, value) in [
+            ("ferrolb_bgp_sessions_established_total", 2.0),
+            ("ferrolb_bgp_messages_sent_total", 40.0),
+            ("ferrolb_bgp_messages_received_total", 31.0),
+            ("ferrolb_bgp_updates_sent_total", 5.0),
+            ("ferrolb_bgp_updates_received_total", 3.0),
+            ("ferrolb_bgp_announced_prefixes", 2.0),
+        ] {
+            assert_eq!(get(name, &router), Some(value), "{name}: {text}");
+        }
+        assert_eq!(
+            get(
+                "ferrolb_bgp_notifications_sent_total",
+                &[("peer", "router"), ("code", "6"), ("subcode", "2")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(
+                "ferrolb_bgp_notifications_received_total",
+                &[("peer", "router"), ("code", "4"), ("subcode", "0")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            get(
+                "ferrolb_bgp_notifications_sent_total",
+                &[("peer", "backup"), ("code", "6"), ("subcode", "2")]
+            ),
+            None,
+            "no series for a NOTIFICATION never sent"
+        );
+        assert_eq!(
+            get(
+                "ferrolb_speaker_announced_ips",
+                &[("mode", "bgp"), ("family", "ipv6")]
+            ),
+            Some(1.0)
+        );
+
+        // Read live: a change shows at the next scrape.
+        *lock(&state) = "Established".into();
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, &key("ferrolb_bgp_session_up", &router)),
+            Some(1.0)
+        );
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -3,7 +3,7 @@
 //! the source, gossip members, interfaces) triggers a recomputation of the pure
 //! [`election`] and [`desired`] functions; the data plane only receives the result, and a
 //! [`Reporter`] tells the world (a file beside the standalone directory, or
-//! ServiceL2Status objects and Events in Kubernetes).
+//! ServiceL2Status and ServiceBGPStatus objects and Events in Kubernetes).
 //!
 //! Both sources push [`Snapshot`]s into a `watch` channel: the directory is polled every
 //! [`POLL`]; the Kubernetes source ([`crate::source::kube`]) sends one after every
@@ -22,6 +22,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::bgp::rib::{self, Plan};
 use crate::cli::{Cli, Source};
 use crate::desired::{self, Desired};
 use crate::election::{self, Announcements};
@@ -31,7 +32,7 @@ use crate::metrics::{Metrics, Mode};
 use crate::netlink;
 use crate::source::Snapshot;
 use crate::source::dir::DirSource;
-use crate::takeover;
+use crate::{status, takeover};
 
 /// How often the standalone directory is checked for changes.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -44,9 +45,10 @@ pub trait L2Plane {
     fn apply(&mut self, desired: &Desired);
 }
 
-/// Tells the world what this node announces; called whenever that changes.
+/// Tells the world what this node announces; called whenever that changes. `bgp` is
+/// what each BGP peer is meant to hold, and the problems found planning it.
 pub trait Reporter {
-    fn announced(&mut self, report: &Report, ann: &Announcements, want: &Desired);
+    fn announced(&mut self, report: &Report, ann: &Announcements, want: &Desired, bgp: &Plan);
 
     /// The speaker is stopping and announces nothing any more: withdraw what was
     /// reported, if that means anything.
@@ -71,13 +73,20 @@ pub struct Report {
     /// BGP sessions: state and the prefixes each peer holds from this node.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bgp_sessions: Vec<crate::bgp::speaker::SessionSummary>,
+    /// Service → the BGPPeers its addresses are meant to reach (the standalone
+    /// counterpart of ServiceBGPStatus; empty: elected here but reaching no peer).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub bgp_announcing: BTreeMap<String, Vec<String>>,
+    /// What BGP could not send, and why (a conflicting localPref, an unknown community).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bgp_problems: Vec<String>,
 }
 
 /// The standalone reporter: writes the [`Report`] beside the directory.
 struct DirReporter(PathBuf);
 
 impl Reporter for DirReporter {
-    fn announced(&mut self, report: &Report, _: &Announcements, _: &Desired) {
+    fn announced(&mut self, report: &Report, _: &Announcements, _: &Desired, _: &Plan) {
         write_report(&self.0, report);
     }
 }
@@ -173,6 +182,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
 
     let mut bgp = crate::bgp::speaker::Bgp::start(Some(cli.bgp_listen_port).filter(|p| *p != 0));
     let mut bgp_changes = bgp.changes();
+    metrics.set_bgp(Some(Box::new(bgp.status_source())));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -223,6 +233,15 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
         let announced: BTreeSet<IpAddr> =
             want.values().flat_map(|o| o.ips.iter().copied()).collect();
         metrics.set_announced(Mode::Layer2, &announced);
+        // Over BGP: the addresses some peer is meant to receive.
+        let bgp_ips = rib::peers_by_ip(&ann.bgp, &bgp.plan().peers);
+        metrics.set_announced(
+            Mode::Bgp,
+            bgp_ips
+                .iter()
+                .filter(|(_, peers)| !peers.is_empty())
+                .map(|(ip, _)| ip),
+        );
         let report = Report {
             node: cli.node_name.clone(),
             live_members: live,
@@ -242,6 +261,11 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
                 .collect(),
             no_interface: homeless.iter().map(IpAddr::to_string).collect(),
             bgp_sessions: bgp.summaries(),
+            bgp_announcing: status::desired_bgp(&ann, &bgp.plan().peers)
+                .into_iter()
+                .map(|(svc, peers)| (svc.to_string(), peers.into_iter().collect()))
+                .collect(),
+            bgp_problems: bgp.plan().problems.iter().map(|p| p.to_string()).collect(),
         };
         if report != last || (settled && !reported) {
             if report != last {
@@ -253,7 +277,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
             // Not before settling: a restarted speaker would withdraw, then restore,
             // everything it reported before.
             if settled {
-                reporter.announced(&report, &ann, &want);
+                reporter.announced(&report, &ann, &want, bgp.plan());
                 reported = true;
             }
             last = report;

@@ -1,29 +1,125 @@
-//! Which `ServiceL2Status` objects this node should have, and what to create, update or
-//! delete to get there (pure). The Kubernetes shell ([`crate::source::kube`]) applies
-//! the [`Plan`].
+//! Which `ServiceL2Status` and `ServiceBGPStatus` objects this node should have, and
+//! what to create, update or delete to get there (pure). The Kubernetes shell
+//! ([`crate::source::kube`]) applies the [`Plan`].
 //!
-//! One object per Service this node announces, in the FerroLB namespace, named
-//! `l2-` + a hash of node and Service (so a restarted speaker finds its own objects and a
-//! create that raced with itself is a harmless conflict), labelled with
-//! [`NODE_LABEL`], [`SERVICE_NAME_LABEL`] and [`SERVICE_NAMESPACE_LABEL`]. Objects of
-//! this node for Services it no longer announces are deleted, as are duplicates.
-//! Creating an object or changing its interfaces also records a `nodeAssigned` Event on
-//! the Service.
+//! One object per Service this node announces, per mode, in the FerroLB namespace,
+//! named `l2-` or `bgp-` + a hash of node and Service (so a restarted speaker finds its
+//! own objects and a create that raced with itself is a harmless conflict), labelled
+//! with [`NODE_LABEL`], [`SERVICE_NAME_LABEL`] and [`SERVICE_NAMESPACE_LABEL`]. Objects
+//! of this node for Services it no longer announces are deleted, as are duplicates.
+//! Creating an object or changing its interfaces (Layer2) or peers (BGP) also records a
+//! `nodeAssigned` Event on the Service.
+//!
+//! Both kinds are planned by the same code: what differs ([`Kind`]) is the status type,
+//! the name prefix, and the Event's wording. BGP mode also reports, once per distinct
+//! problem, the prefixes not sent because BGPAdvertisements disagree on LOCAL_PREF
+//! ([`warnings`], [`fresh`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
 use std::net::IpAddr;
 
 use ferrolb_crds::status::{
-    InterfaceInfo, NODE_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, ServiceL2StatusStatus,
+    InterfaceInfo, NODE_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, ServiceBGPStatusStatus,
+    ServiceL2StatusStatus,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 
+use crate::bgp::rib::{self, AdjRibOut, Conflict};
 use crate::desired::Desired;
 use crate::election::Announcements;
 use crate::world::ServiceKey;
 
 /// The Event reason, as MetalLB's.
 pub const NODE_ASSIGNED: &str = "nodeAssigned";
+/// The Warning Event reason on a BGPAdvertisement whose prefix is not sent.
+pub const CONFLICTING_LOCAL_PREF: &str = "ConflictingLocalPref";
+
+/// What differs between the status kinds. `items` are the interfaces (Layer2) or the
+/// BGPPeers (BGP) a Service is announced on or to.
+pub trait Kind {
+    type Status: Clone + Debug + PartialEq + Eq + Send + Sync + 'static;
+    /// The object name's prefix.
+    const PREFIX: &'static str;
+    /// The kind's name, for logs.
+    const KIND: &'static str;
+    fn status(node: &str, service: &ServiceKey, items: &BTreeSet<String>) -> Self::Status;
+    /// The Service a status is about, when it says.
+    fn service(status: &Self::Status) -> Option<ServiceKey>;
+    /// The items of a status, to tell an Event-worthy change from a rewrite.
+    fn items(status: &Self::Status) -> BTreeSet<String>;
+    /// The `nodeAssigned` Event's message.
+    fn message(node: &str, items: &BTreeSet<String>) -> String;
+}
+
+/// `ServiceL2Status`.
+#[derive(Debug)]
+pub struct L2;
+/// `ServiceBGPStatus`.
+#[derive(Debug)]
+pub struct Bgp;
+
+impl Kind for L2 {
+    type Status = ServiceL2StatusStatus;
+    const PREFIX: &'static str = "l2";
+    const KIND: &'static str = "ServiceL2Status";
+
+    fn status(node: &str, service: &ServiceKey, items: &BTreeSet<String>) -> Self::Status {
+        status_of(node, service, items)
+    }
+
+    fn service(s: &Self::Status) -> Option<ServiceKey> {
+        (!s.service_name.is_empty())
+            .then(|| ServiceKey::new(s.service_namespace.clone(), s.service_name.clone()))
+    }
+
+    fn items(s: &Self::Status) -> BTreeSet<String> {
+        s.interfaces.iter().map(|i| i.name.clone()).collect()
+    }
+
+    fn message(node: &str, items: &BTreeSet<String>) -> String {
+        message(node, items)
+    }
+}
+
+impl Kind for Bgp {
+    type Status = ServiceBGPStatusStatus;
+    const PREFIX: &'static str = "bgp";
+    const KIND: &'static str = "ServiceBGPStatus";
+
+    fn status(node: &str, service: &ServiceKey, items: &BTreeSet<String>) -> Self::Status {
+        ServiceBGPStatusStatus {
+            node: node.into(),
+            service_name: service.name.clone(),
+            service_namespace: service.namespace.clone(),
+            peers: items.iter().cloned().collect(),
+        }
+    }
+
+    fn service(s: &Self::Status) -> Option<ServiceKey> {
+        (!s.service_name.is_empty())
+            .then(|| ServiceKey::new(s.service_namespace.clone(), s.service_name.clone()))
+    }
+
+    fn items(s: &Self::Status) -> BTreeSet<String> {
+        s.peers.iter().cloned().collect()
+    }
+
+    fn message(node: &str, peers: &BTreeSet<String>) -> String {
+        if peers.is_empty() {
+            format!(
+                "announcing from node {node} over BGP, but to no peer (none of this node's carries the addresses)"
+            )
+        } else {
+            let list: Vec<&str> = peers.iter().map(String::as_str).collect();
+            format!(
+                "announcing from node {node} over BGP to peers {}",
+                list.join(", ")
+            )
+        }
+    }
+}
 
 /// Per Service this node announces: the interfaces that carry any of its addresses
 /// (empty when it is elected here but no interface can carry them).
@@ -46,9 +142,31 @@ pub fn desired_l2(ann: &Announcements, want: &Desired) -> BTreeMap<ServiceKey, B
     out
 }
 
-/// The object name for `service` announced by `node`: `l2-` and 20 hex digits of
-/// SHA-256 of `"<node>/<namespace>/<name>"`.
-pub fn object_name(node: &str, service: &ServiceKey) -> String {
+/// Per Service this node announces over BGP: the BGPPeers (by name) whose Adj-RIB-Out
+/// (`peers`, [`rib::Plan::peers`]) holds a prefix covering one of its addresses; empty
+/// when it is elected here but reaches no peer. What the node means to send, not what
+/// the sessions have sent: a session going down does not rewrite the objects (the
+/// sessions' state is in the metrics and the report).
+pub fn desired_bgp(
+    ann: &Announcements,
+    peers: &BTreeMap<String, AdjRibOut>,
+) -> BTreeMap<ServiceKey, BTreeSet<String>> {
+    let to = rib::peers_by_ip(&ann.bgp, peers);
+    let mut out: BTreeMap<ServiceKey, BTreeSet<String>> = BTreeMap::new();
+    for (ip, a) in &ann.bgp {
+        for svc in &a.services {
+            let set = out.entry(svc.clone()).or_default();
+            if let Some(names) = to.get(ip) {
+                set.extend(names.iter().cloned());
+            }
+        }
+    }
+    out
+}
+
+/// The object name of kind `K` for `service` announced by `node`: the kind's prefix,
+/// `-` and 20 hex digits of SHA-256 of `"<node>/<namespace>/<name>"`.
+pub fn object_name_of<K: Kind>(node: &str, service: &ServiceKey) -> String {
     let mut h = Sha256::new();
     h.update(node.as_bytes());
     h.update(b"/");
@@ -57,7 +175,12 @@ pub fn object_name(node: &str, service: &ServiceKey) -> String {
     h.update(service.name.as_bytes());
     let digest = h.finalize();
     let hex: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
-    format!("l2-{hex}")
+    format!("{}-{hex}", K::PREFIX)
+}
+
+/// The `ServiceL2Status` name for `service` announced by `node` (`l2-…`).
+pub fn object_name(node: &str, service: &ServiceKey) -> String {
+    object_name_of::<L2>(node, service)
 }
 
 /// The value of the [`NODE_LABEL`] label for `node`: the name itself, or, for a name
@@ -110,48 +233,56 @@ pub fn status_of(
 
 /// An existing status object of this node, as read from the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Existing {
+pub struct Existing<S = ServiceL2StatusStatus> {
     pub name: String,
     /// The Service it is about, from its status (else its labels); `None` when neither
     /// says.
     pub service: Option<ServiceKey>,
-    pub status: Option<ServiceL2StatusStatus>,
+    pub status: Option<S>,
 }
 
-impl Existing {
-    pub fn from_object(obj: &ferrolb_crds::ServiceL2Status) -> Existing {
-        let labels = obj.metadata.labels.clone().unwrap_or_default();
-        let service = obj
-            .status
-            .as_ref()
-            .filter(|s| !s.service_name.is_empty())
-            .map(|s| ServiceKey::new(s.service_namespace.clone(), s.service_name.clone()))
-            .or_else(|| {
-                let name = labels.get(SERVICE_NAME_LABEL)?;
-                let ns = labels.get(SERVICE_NAMESPACE_LABEL)?;
-                Some(ServiceKey::new(ns.clone(), name.clone()))
-            });
+impl<S: Clone> Existing<S> {
+    /// From an object's metadata and status, `K` saying how to read the status.
+    pub fn from_parts<K: Kind<Status = S>>(meta: &ObjectMeta, status: Option<&S>) -> Existing<S> {
+        let service = status.and_then(K::service).or_else(|| {
+            let labels = meta.labels.as_ref()?;
+            let name = labels.get(SERVICE_NAME_LABEL)?;
+            let ns = labels.get(SERVICE_NAMESPACE_LABEL)?;
+            Some(ServiceKey::new(ns.clone(), name.clone()))
+        });
         Existing {
-            name: obj.metadata.name.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
             service,
-            status: obj.status.clone(),
+            status: status.cloned(),
         }
+    }
+}
+
+impl Existing<ServiceL2StatusStatus> {
+    pub fn from_object(obj: &ferrolb_crds::ServiceL2Status) -> Existing {
+        Existing::from_parts::<L2>(&obj.metadata, obj.status.as_ref())
+    }
+}
+
+impl Existing<ServiceBGPStatusStatus> {
+    pub fn from_bgp_object(obj: &ferrolb_crds::ServiceBGPStatus) -> Self {
+        Existing::from_parts::<Bgp>(&obj.metadata, obj.status.as_ref())
     }
 }
 
 /// One write.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
+pub enum Op<S = ServiceL2StatusStatus> {
     /// Create the object (labels from [`labels`]), then write its status.
     Create {
         name: String,
         service: ServiceKey,
-        status: ServiceL2StatusStatus,
+        status: S,
     },
     /// Write the status of an existing object.
     Update {
         name: String,
-        status: ServiceL2StatusStatus,
+        status: S,
     },
     Delete {
         name: String,
@@ -166,13 +297,22 @@ pub struct Note {
 }
 
 /// What to write: status objects, then Events.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Plan {
-    pub ops: Vec<Op>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan<S = ServiceL2StatusStatus> {
+    pub ops: Vec<Op<S>>,
     pub events: Vec<Note>,
 }
 
-impl Plan {
+impl<S> Default for Plan<S> {
+    fn default() -> Self {
+        Plan {
+            ops: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+impl<S> Plan<S> {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.events.is_empty()
     }
@@ -191,24 +331,34 @@ pub fn message(node: &str, interfaces: &BTreeSet<String>) -> String {
     }
 }
 
-/// What turns `existing` (this node's objects) into `desired` (Service → interfaces).
-/// An existing object for a desired Service is kept whatever its name (preferring the
-/// canonical [`object_name`] among duplicates) and updated only when its status
-/// differs; every other object of this node is deleted.
+/// What turns `existing` (this node's `ServiceL2Status` objects) into `desired`
+/// (Service → interfaces); see [`plan_kind`].
 pub fn plan(
     node: &str,
     desired: &BTreeMap<ServiceKey, BTreeSet<String>>,
     existing: &[Existing],
 ) -> Plan {
+    plan_kind::<L2>(node, desired, existing)
+}
+
+/// What turns `existing` (this node's objects of kind `K`) into `desired` (Service →
+/// interfaces or peers). An existing object for a desired Service is kept whatever its
+/// name (preferring the canonical [`object_name_of`] among duplicates) and updated only
+/// when its status differs; every other object of this node is deleted.
+pub fn plan_kind<K: Kind>(
+    node: &str,
+    desired: &BTreeMap<ServiceKey, BTreeSet<String>>,
+    existing: &[Existing<K::Status>],
+) -> Plan<K::Status> {
     let mut out = Plan::default();
-    let mut keep: BTreeMap<&ServiceKey, &Existing> = BTreeMap::new();
+    let mut keep: BTreeMap<&ServiceKey, &Existing<K::Status>> = BTreeMap::new();
     for e in existing {
         let Some(svc) = e.service.as_ref().filter(|s| desired.contains_key(*s)) else {
             continue;
         };
-        let canonical = e.name == object_name(node, svc);
+        let canonical = e.name == object_name_of::<K>(node, svc);
         match keep.get(svc) {
-            Some(k) if k.name == object_name(node, svc) => {}
+            Some(k) if k.name == object_name_of::<K>(node, svc) => {}
             Some(k) if !canonical && k.name <= e.name => {}
             _ => {
                 keep.insert(svc, e);
@@ -227,25 +377,22 @@ pub fn plan(
             });
         }
     }
-    for (svc, interfaces) in desired {
-        let want = status_of(node, svc, interfaces);
+    for (svc, items) in desired {
+        let want = K::status(node, svc, items);
         match keep.get(svc) {
             None => {
                 out.ops.push(Op::Create {
-                    name: object_name(node, svc),
+                    name: object_name_of::<K>(node, svc),
                     service: svc.clone(),
                     status: want,
                 });
                 out.events.push(Note {
                     service: svc.clone(),
-                    message: message(node, interfaces),
+                    message: K::message(node, items),
                 });
             }
             Some(e) if e.status.as_ref() != Some(&want) => {
-                let moved = e
-                    .status
-                    .as_ref()
-                    .is_none_or(|s| s.interfaces != want.interfaces);
+                let moved = e.status.as_ref().is_none_or(|s| K::items(s) != *items);
                 out.ops.push(Op::Update {
                     name: e.name.clone(),
                     status: want,
@@ -253,7 +400,7 @@ pub fn plan(
                 if moved {
                     out.events.push(Note {
                         service: svc.clone(),
-                        message: message(node, interfaces),
+                        message: K::message(node, items),
                     });
                 }
             }
@@ -261,6 +408,36 @@ pub fn plan(
         }
     }
     out
+}
+
+/// A Warning Event to record on a BGPAdvertisement.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Warning {
+    /// The BGPAdvertisement's name (in the FerroLB namespace).
+    pub advertisement: String,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The Warnings the conflicts call for: one per advertisement concerned and conflict.
+pub fn warnings(conflicts: &[Conflict]) -> BTreeSet<Warning> {
+    conflicts
+        .iter()
+        .flat_map(|c| {
+            c.ads.iter().map(|ad| Warning {
+                advertisement: ad.clone(),
+                reason: CONFLICTING_LOCAL_PREF,
+                message: c.message.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The Warnings of `now` not already in `said` (those recorded by an earlier pass).
+/// The caller then keeps `now` as `said`: a problem that went away and comes back is
+/// reported again, one that stays is reported once.
+pub fn fresh(said: &BTreeSet<Warning>, now: &BTreeSet<Warning>) -> Vec<Warning> {
+    now.difference(said).cloned().collect()
 }
 
 #[cfg(test)]
@@ -495,6 +672,181 @@ mod tests {
                 events: vec![]
             }
         );
+    }
+
+    fn bgp_status(svc: &str, peers: &[&str]) -> ServiceBGPStatusStatus {
+        Bgp::status("n1", &key(svc), &set(peers))
+    }
+
+    #[test]
+    fn desired_bgp_names_the_peers_whose_tables_cover_each_address() {
+        use crate::bgp::rib::RouteAttrs;
+        use crate::election::BgpAnnouncement;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+        let mut ann = Announcements::default();
+        let mut announce = |addr: &str, services: &[&str]| {
+            ann.bgp.insert(
+                ip(addr),
+                BgpAnnouncement {
+                    services: services.iter().map(|s| key(s)).collect(),
+                    ads: [0].into(),
+                },
+            );
+        };
+        announce("203.0.113.5", &["web", "shared"]);
+        announce("203.0.113.130", &["shared"]);
+        announce("2001:db8::5", &["web6"]);
+        announce("198.51.100.7", &["lonely"]);
+        let table = |prefixes: &[&str]| -> AdjRibOut {
+            prefixes
+                .iter()
+                .map(|p| (net(p), RouteAttrs::default()))
+                .collect()
+        };
+        let peers: BTreeMap<String, AdjRibOut> = [
+            // An aggregate covering .5 but not .130, and a host route.
+            (
+                "agg".to_string(),
+                table(&["203.0.113.0/25", "2001:db8::5/128"]),
+            ),
+            ("hosts".to_string(), table(&["203.0.113.130/32"])),
+            ("empty".to_string(), table(&[])),
+        ]
+        .into();
+        let d = desired_bgp(&ann, &peers);
+        assert_eq!(d[&key("web")], set(&["agg"]));
+        assert_eq!(d[&key("shared")], set(&["agg", "hosts"]));
+        assert_eq!(d[&key("web6")], set(&["agg"]));
+        // Elected here, but no peer takes it (say, a conflicting localPref): still an
+        // object, with no peers.
+        assert_eq!(d[&key("lonely")], set(&[]));
+        assert_eq!(d.len(), 4);
+    }
+
+    #[test]
+    fn bgp_statuses_are_planned_like_layer2_ones() {
+        let desired = [(key("web"), set(&["router", "backup"]))].into();
+        let name = object_name_of::<Bgp>("n1", &key("web"));
+        assert!(name.starts_with("bgp-") && name.len() == 24, "{name}");
+        assert_ne!(name, object_name("n1", &key("web")));
+        let p = plan_kind::<Bgp>("n1", &desired, &[]);
+        assert_eq!(
+            p.ops,
+            vec![Op::Create {
+                name: name.clone(),
+                service: key("web"),
+                status: ServiceBGPStatusStatus {
+                    node: "n1".into(),
+                    service_name: "web".into(),
+                    service_namespace: "app".into(),
+                    peers: vec!["backup".into(), "router".into()],
+                },
+            }]
+        );
+        assert_eq!(
+            p.events,
+            vec![Note {
+                service: key("web"),
+                message: "announcing from node n1 over BGP to peers backup, router".into()
+            }]
+        );
+
+        let have = |peers: &[&str]| Existing {
+            name: name.clone(),
+            service: Some(key("web")),
+            status: Some(bgp_status("web", peers)),
+        };
+        assert!(plan_kind::<Bgp>("n1", &desired, &[have(&["backup", "router"])]).is_empty());
+
+        // A peer less: updated, and said.
+        let p = plan_kind::<Bgp>("n1", &desired, &[have(&["router"])]);
+        assert_eq!(
+            p.ops,
+            vec![Op::Update {
+                name: name.clone(),
+                status: bgp_status("web", &["backup", "router"]),
+            }]
+        );
+        assert_eq!(p.events.len(), 1);
+
+        // No peer: written, and said.
+        let none = [(key("web"), set(&[]))].into();
+        let p = plan_kind::<Bgp>("n1", &none, &[have(&["router"])]);
+        assert_eq!(
+            p.events[0].message,
+            "announcing from node n1 over BGP, but to no peer (none of this node's carries the addresses)"
+        );
+
+        // No longer announced over BGP: deleted, without an Event.
+        let p = plan_kind::<Bgp>("n1", &BTreeMap::new(), &[have(&["router"])]);
+        assert_eq!(p.ops, vec![Op::Delete { name }]);
+        assert!(p.events.is_empty());
+    }
+
+    #[test]
+    fn bgp_existing_reads_status_then_labels() {
+        let mut obj = ferrolb_crds::ServiceBGPStatus::new("bgp-x", Default::default());
+        obj.metadata.labels = Some(labels("n1", &key("web")));
+        assert_eq!(Existing::from_bgp_object(&obj).service, Some(key("web")));
+        obj.status = Some(bgp_status("db", &["router"]));
+        let e = Existing::from_bgp_object(&obj);
+        assert_eq!(e.service, Some(key("db")));
+        assert_eq!(e.status, Some(bgp_status("db", &["router"])));
+    }
+
+    #[test]
+    fn each_conflict_warns_every_advertisement_once() {
+        let conflict = |prefix: &str, ads: &[&str]| Conflict {
+            ads: ads.iter().map(|s| s.to_string()).collect(),
+            message: format!("{prefix} is advertised with different localPref"),
+        };
+        let now = warnings(&[
+            conflict("203.0.113.5/32", &["a", "b"]),
+            conflict("203.0.113.6/32", &["a", "b"]),
+        ]);
+        assert_eq!(now.len(), 4);
+        assert!(now.iter().all(|w| w.reason == CONFLICTING_LOCAL_PREF));
+        let on_b: Vec<&str> = now
+            .iter()
+            .filter(|w| w.advertisement == "b")
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(
+            on_b,
+            [
+                "203.0.113.5/32 is advertised with different localPref",
+                "203.0.113.6/32 is advertised with different localPref"
+            ]
+        );
+
+        // The first pass says everything; the same problems again say nothing.
+        let mut said = BTreeSet::new();
+        assert_eq!(fresh(&said, &now).len(), 4);
+        said = now.clone();
+        assert!(fresh(&said, &now).is_empty());
+        // One solved, one new: only the new one is said.
+        let next = warnings(&[
+            conflict("203.0.113.5/32", &["a", "b"]),
+            conflict("203.0.113.7/32", &["a", "c"]),
+        ]);
+        let out = fresh(&said, &next);
+        let mut got: Vec<(&str, &str)> = out
+            .iter()
+            .map(|w| (w.advertisement.as_str(), w.message.as_str()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("a", "203.0.113.7/32 is advertised with different localPref"),
+                ("c", "203.0.113.7/32 is advertised with different localPref")
+            ]
+        );
+        // Solved, then back: said again.
+        said = next;
+        let back = warnings(&[conflict("203.0.113.6/32", &["a", "b"])]);
+        assert_eq!(fresh(&said, &back).len(), 2);
     }
 
     #[test]

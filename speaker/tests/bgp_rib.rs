@@ -421,6 +421,13 @@ mod rules {
         assert_eq!(problems.len(), 2, "one per prefix: {problems:?}");
         assert!(problems[0].starts_with("ConflictingLocalPref"));
         assert!(problems[0].contains("dyn, int"), "{}", problems[0]);
+        // Every advertisement concerned is named, for a Warning on each.
+        let p = plan(&w, "node1", &announcements(&w, "node1", &all_live(&w)).bgp);
+        assert_eq!(p.conflicts.len(), 2, "{:?}", p.conflicts);
+        for c in &p.conflicts {
+            assert_eq!(c.ads, ["a", "b"]);
+            assert!(p.problems.iter().any(|x| x.message == c.message));
+        }
     }
 
     #[test]

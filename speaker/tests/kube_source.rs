@@ -1,7 +1,7 @@
 //! The speaker's Kubernetes source against a scripted API server (a `tower_test` mock
 //! behind a real `kube::Client`): the snapshot built from the listed objects, the exact
-//! ServiceL2Status and Event requests, clean-up on stop, and what happens when the API
-//! server goes away.
+//! ServiceL2Status, ServiceBGPStatus and Event requests, clean-up on stop, and what
+//! happens when the API server goes away.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ferrolb_speaker::bgp::rib::{AdjRibOut, Conflict, Plan, RouteAttrs};
 use ferrolb_speaker::desired::{Desired, Owned};
-use ferrolb_speaker::election::{Announcements, L2Announcement};
+use ferrolb_speaker::election::{Announcements, BgpAnnouncement, L2Announcement};
 use ferrolb_speaker::run::{Report, Reporter};
 use ferrolb_speaker::source::kube::{Config, start_with};
-use ferrolb_speaker::status::object_name;
+use ferrolb_speaker::status::{self, object_name, object_name_of};
 use ferrolb_speaker::world::ServiceKey;
 use http::{Request, Response};
 use kube::Client;
@@ -91,6 +92,16 @@ fn existing_status(name: &str, service: &str) -> Value {
            "spec": {},
            "status": {"node": "n1", "serviceName": service, "serviceNamespace": "app",
                       "interfaces": [{"name": "eth0"}]}})
+}
+
+fn existing_bgp_status(name: &str, service: &str) -> Value {
+    json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "ServiceBGPStatus",
+           "metadata": {"namespace": NS, "name": name, "resourceVersion": "8",
+                        "labels": {"ferrolb.io/node": "n1", "ferrolb.io/service-name": service,
+                                   "ferrolb.io/service-namespace": "app"}},
+           "spec": {},
+           "status": {"node": "n1", "serviceName": service, "serviceNamespace": "app",
+                      "peers": ["router"]}})
 }
 
 /// The answer to a list request, by path.
@@ -171,6 +182,9 @@ fn listed(path: &str) -> Option<Value> {
             "ServiceL2StatusList",
             vec![existing_status("l2-stale", "gone")],
         ),
+        p if p == crd("servicebgpstatuses") => {
+            list("ferrolb.io/v1beta1", "ServiceBGPStatusList", vec![])
+        }
         _ => return None,
     })
 }
@@ -213,7 +227,11 @@ async fn cluster(
                     .next()
                     .unwrap_or_default()
                     .to_string();
-                let mut obj = existing_status(&name, "web");
+                let mut obj = if seen.path.contains("/servicebgpstatuses") {
+                    existing_bgp_status(&name, "web")
+                } else {
+                    existing_status(&name, "web")
+                };
                 if let Value::Object(b) = &seen.body
                     && let Some(m) = b.get("metadata")
                 {
@@ -372,7 +390,7 @@ async fn statuses_and_events_follow_what_is_announced() {
             .await
             .unwrap();
     let (ann, want) = announced_on("eth0");
-    reporter.announced(&Report::default(), &ann, &want);
+    reporter.announced(&Report::default(), &ann, &want, &Plan::default());
 
     // The stale object (a Service this node no longer announces) goes; web's is created,
     // its status written, and the Service told.
@@ -435,7 +453,7 @@ async fn statuses_and_events_follow_what_is_announced() {
     );
 
     // The same again: nothing is written.
-    reporter.announced(&Report::default(), &ann, &want);
+    reporter.announced(&Report::default(), &ann, &want, &Plan::default());
     assert!(
         tokio::time::timeout(Duration::from_millis(300), api.writes.recv())
             .await
@@ -444,7 +462,7 @@ async fn statuses_and_events_follow_what_is_announced() {
 
     // Another interface: the status is updated, with a new Event.
     let (ann, want) = announced_on("eth1");
-    reporter.announced(&Report::default(), &ann, &want);
+    reporter.announced(&Report::default(), &ann, &want, &Plan::default());
     let got = writes(&mut api.writes, 2).await;
     assert_eq!(got.len(), 2, "{got:#?}");
     assert_eq!(
@@ -482,7 +500,7 @@ async fn the_last_snapshot_stays_while_the_api_server_is_away() {
     api.down.store(true, Ordering::SeqCst);
     // Writes fail (503) and are retried; the snapshot neither changes nor empties.
     let (ann, want) = announced_on("eth0");
-    reporter.announced(&Report::default(), &ann, &want);
+    reporter.announced(&Report::default(), &ann, &want, &Plan::default());
     let got = writes(&mut api.writes, 0).await;
     assert!(got.is_empty(), "nothing succeeds while the API is down");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -495,5 +513,139 @@ async fn the_last_snapshot_stays_while_the_api_server_is_away() {
         got.iter()
             .any(|s| s.method == "PATCH" && s.body["status"]["serviceName"] == "web"),
         "{got:#?}"
+    );
+}
+
+/// web's address announced over BGP to `router`, with a conflicting localPref between
+/// the advertisements `a` and `b` on another prefix.
+fn announced_over_bgp() -> (Announcements, Plan) {
+    let ip: IpAddr = "192.0.2.10".parse().unwrap();
+    let mut ann = Announcements::default();
+    ann.bgp.insert(
+        ip,
+        BgpAnnouncement {
+            services: [web()].into(),
+            ads: [0].into(),
+        },
+    );
+    let table: AdjRibOut = [("192.0.2.10/32".parse().unwrap(), RouteAttrs::default())].into();
+    let plan = Plan {
+        peers: [("router".to_string(), table)].into(),
+        problems: Vec::new(),
+        conflicts: vec![Conflict {
+            ads: vec!["a".into(), "b".into()],
+            message: "192.0.2.0/24 is advertised with different localPref".into(),
+        }],
+    };
+    (ann, plan)
+}
+
+#[tokio::test]
+async fn bgp_statuses_events_and_warnings() {
+    let (client, mut api) = scripted();
+    let (_rx, mut reporter) =
+        tokio::time::timeout(Duration::from_secs(10), start_with(client, config()))
+            .await
+            .unwrap();
+    let (ann, plan) = announced_over_bgp();
+    reporter.announced(&Report::default(), &ann, &Desired::new(), &plan);
+
+    // Layer2: the stale object goes (nothing is announced in Layer2). BGP: web's object
+    // is created, its status written and the Service told; each advertisement of the
+    // conflict gets a Warning. The writers run side by side: compared per path.
+    let got = writes(&mut api.writes, 6).await;
+    assert_eq!(got.len(), 6, "{got:#?}");
+    let name = object_name_of::<status::Bgp>("n1", &web());
+    let base = format!("/apis/ferrolb.io/v1beta1/namespaces/{NS}/servicebgpstatuses");
+    let bgp: Vec<&Seen> = got.iter().filter(|s| s.path.starts_with(&base)).collect();
+    assert_eq!(
+        bgp.iter()
+            .map(|s| (s.method.as_str(), s.path.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("POST", base.as_str()),
+            ("PATCH", format!("{base}/{name}/status").as_str())
+        ],
+        "{got:#?}"
+    );
+    assert_eq!(
+        bgp[0].body,
+        json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "ServiceBGPStatus",
+               "metadata": {"name": name, "namespace": NS,
+                            "labels": {"ferrolb.io/node": "n1", "ferrolb.io/service-name": "web",
+                                       "ferrolb.io/service-namespace": "app"},
+                            "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "speaker-x1", "uid": "uid-pod"}]},
+               "spec": {}})
+    );
+    assert_eq!(
+        bgp[1].body,
+        json!({"status": {"node": "n1", "serviceName": "web", "serviceNamespace": "app",
+                          "peers": ["router"]}})
+    );
+    let on_service: Vec<&Seen> = got
+        .iter()
+        .filter(|s| s.path == "/apis/events.k8s.io/v1/namespaces/app/events")
+        .collect();
+    assert_eq!(on_service.len(), 1, "{got:#?}");
+    let ev = &on_service[0].body;
+    assert_eq!(ev["type"], "Normal");
+    assert_eq!(ev["reason"], "nodeAssigned");
+    assert_eq!(
+        ev["note"],
+        "announcing from node n1 over BGP to peers router"
+    );
+    assert_eq!(ev["regarding"]["uid"], "uid-web");
+    let mut warned: Vec<(String, String)> = got
+        .iter()
+        .filter(|s| s.path == format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"))
+        .map(|s| {
+            assert_eq!(s.body["type"], "Warning");
+            assert_eq!(s.body["reason"], "ConflictingLocalPref");
+            assert_eq!(
+                s.body["note"],
+                "192.0.2.0/24 is advertised with different localPref"
+            );
+            assert_eq!(s.body["regarding"]["kind"], "BGPAdvertisement");
+            assert_eq!(s.body["regarding"]["apiVersion"], "ferrolb.io/v1beta1");
+            (
+                s.body["regarding"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                s.body["regarding"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    warned.sort();
+    assert_eq!(
+        warned,
+        [
+            (NS.to_string(), "a".to_string()),
+            (NS.to_string(), "b".to_string())
+        ]
+    );
+    assert!(
+        got.iter()
+            .any(|s| s.method == "DELETE" && s.path.ends_with("/servicel2statuses/l2-stale"))
+    );
+
+    // The same again: no status write, and the problem is not repeated.
+    reporter.announced(&Report::default(), &ann, &Desired::new(), &plan);
+    let again = writes(&mut api.writes, 0).await;
+    assert!(again.is_empty(), "{again:#?}");
+
+    // Stopping deletes this node's BGP object too.
+    tokio::time::timeout(Duration::from_secs(5), reporter.stop())
+        .await
+        .expect("stop returns in time");
+    let got = writes(&mut api.writes, 1).await;
+    assert_eq!(
+        got.iter()
+            .map(|s| (s.method.as_str(), s.path.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("DELETE", format!("{base}/{name}").as_str())]
     );
 }

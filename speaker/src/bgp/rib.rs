@@ -50,6 +50,48 @@ pub struct Plan {
     /// Advertisements left out (a community that does not resolve) and prefixes not sent
     /// (conflicting LOCAL_PREF). The same on every node that announces the same things.
     pub problems: Vec<Problem>,
+    /// The conflicting-LOCAL_PREF problems again, with every advertisement concerned (a
+    /// [`Problem`] names only one), for Warning Events on each of them.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A prefix not sent because advertisements give it different LOCAL_PREFs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Conflict {
+    /// The BGPAdvertisements giving the prefix, by name.
+    pub ads: Vec<String>,
+    /// The same text as the [`Problem`]'s message.
+    pub message: String,
+}
+
+/// Per address this node announces over BGP: the peers whose Adj-RIB-Out (`peers`, as
+/// in [`Plan::peers`]) holds a prefix covering it. Addresses reaching no peer map to an
+/// empty set.
+pub fn peers_by_ip(
+    announced: &BTreeMap<IpAddr, BgpAnnouncement>,
+    peers: &BTreeMap<String, AdjRibOut>,
+) -> BTreeMap<IpAddr, BTreeSet<String>> {
+    // Lookups by the prefix lengths each table uses (one or two in practice) rather
+    // than a scan: tables can hold tens of thousands of prefixes.
+    let lengths: Vec<(&String, &AdjRibOut, BTreeSet<u8>)> = peers
+        .iter()
+        .map(|(name, rib)| (name, rib, rib.keys().map(IpNet::prefix_len).collect()))
+        .collect();
+    announced
+        .keys()
+        .map(|ip| {
+            let to = lengths
+                .iter()
+                .filter(|(_, rib, lens)| {
+                    lens.iter().any(|len| {
+                        IpNet::new(*ip, *len).is_ok_and(|p| rib.contains_key(&p.trunc()))
+                    })
+                })
+                .map(|(name, _, _)| (*name).clone())
+                .collect();
+            (*ip, to)
+        })
+        .collect()
 }
 
 /// The BGPPeers this node holds sessions with: those whose `nodeSelectors` select it
@@ -172,6 +214,7 @@ pub fn plan(world: &World, my_node: &str, announced: &BTreeMap<IpAddr, BgpAnnoun
         }
         peers.insert(peer.name.clone(), rib);
     }
+    let mut conflicted = Vec::new();
     for ((p, ads), to) in conflicts {
         let names: Vec<String> = ads
             .iter()
@@ -183,18 +226,29 @@ pub fn plan(world: &World, my_node: &str, announced: &BTreeMap<IpAddr, BgpAnnoun
                 }
             })
             .collect();
+        let message = format!(
+            "{p} is advertised by {} with different localPref; it is not sent to iBGP peer(s) {}",
+            names.join(", "),
+            to.join(", ")
+        );
+        let ad_names: BTreeSet<String> =
+            ads.iter().map(|&i| world.bgp_ads[i].name.clone()).collect();
+        conflicted.push(Conflict {
+            ads: ad_names.into_iter().collect(),
+            message: message.clone(),
+        });
         problems.push(Problem {
             kind: "BGPAdvertisement",
             name: world.bgp_ads[ads[0]].name.clone(),
             reason: "ConflictingLocalPref",
-            message: format!(
-                "{p} is advertised by {} with different localPref; it is not sent to iBGP peer(s) {}",
-                names.join(", "),
-                to.join(", ")
-            ),
+            message,
         });
     }
-    Plan { peers, problems }
+    Plan {
+        peers,
+        problems,
+        conflicts: conflicted,
+    }
 }
 
 /// What changes between two Adj-RIB-Outs: prefixes to withdraw, and prefixes to

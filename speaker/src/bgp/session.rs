@@ -108,12 +108,38 @@ pub struct SessionStatus {
     pub messages_sent: u64,
     pub messages_received: u64,
     pub updates_sent: u64,
+    /// UPDATEs received (validated and dropped: nothing is imported), including those
+    /// treated as withdraw (RFC 7606).
+    pub updates_received: u64,
+    /// NOTIFICATIONs sent and received, by code and subcode.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications_sent: Vec<NotificationCount>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications_received: Vec<NotificationCount>,
     /// Why the last session ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_down: Option<String>,
     /// The last thing that went wrong short of a session (connect failures, bad config).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+}
+
+/// How many NOTIFICATIONs of one code and subcode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NotificationCount {
+    pub code: u8,
+    pub subcode: u8,
+    pub count: u64,
+}
+
+fn notification_counts(m: &BTreeMap<(u8, u8), u64>) -> Vec<NotificationCount> {
+    m.iter()
+        .map(|(&(code, subcode), &count)| NotificationCount {
+            code,
+            subcode,
+            count,
+        })
+        .collect()
 }
 
 /// The session config the state machine runs with, or why there is none.
@@ -269,6 +295,10 @@ struct Counts {
     sent: u64,
     received: u64,
     updates: u64,
+    updates_received: u64,
+    /// (code, subcode) -> count.
+    notifications_sent: BTreeMap<(u8, u8), u64>,
+    notifications_received: BTreeMap<(u8, u8), u64>,
     last_down: Option<String>,
     last_error: Option<String>,
 }
@@ -336,6 +366,13 @@ impl Session {
                         if let Some(w) = &link.writer {
                             let _ = w.send(bytes);
                             self.counts.sent += 1;
+                            if let Message::Notification(n) = &msg {
+                                *self
+                                    .counts
+                                    .notifications_sent
+                                    .entry((n.code, n.subcode))
+                                    .or_default() += 1;
+                            }
                         }
                     }
                     Err(e) => warn!(peer = %self.spec.name, "cannot encode {msg:?}: {e}"),
@@ -529,9 +566,22 @@ impl Session {
                         if let (Message::Open(remote), Some(local)) = (&msg, &link.local_open) {
                             link.ctx = Context::negotiated(local, remote);
                         }
+                        match &msg {
+                            Message::Update(_) => self.counts.updates_received += 1,
+                            Message::Notification(n) => {
+                                *self
+                                    .counts
+                                    .notifications_received
+                                    .entry((n.code, n.subcode))
+                                    .or_default() += 1;
+                            }
+                            _ => {}
+                        }
                         self.handle(which, Event::MessageReceived(msg));
                     }
                     Err(e) if !e.is_session_reset() => {
+                        // Only an UPDATE's attributes can be treated as withdraw.
+                        self.counts.updates_received += 1;
                         // RFC 7606 treat-as-withdraw: we import nothing, so the message
                         // only counts as a sign of life (an error outside Established).
                         debug!(peer = %self.spec.name, "{e}");
@@ -695,6 +745,9 @@ impl Session {
             messages_sent: self.counts.sent,
             messages_received: self.counts.received,
             updates_sent: self.counts.updates,
+            updates_received: self.counts.updates_received,
+            notifications_sent: notification_counts(&self.counts.notifications_sent),
+            notifications_received: notification_counts(&self.counts.notifications_received),
             last_down: self.counts.last_down.clone(),
             last_error: self.counts.last_error.clone(),
         };
@@ -884,6 +937,9 @@ struct Running {
 }
 
 type Routes = Arc<Mutex<BTreeMap<IpAddr, mpsc::UnboundedSender<TcpStream>>>>;
+/// The running sessions' statuses by BGPPeer name, shared with readers on other threads
+/// (the metrics, on each scrape).
+type Shared = Arc<Mutex<BTreeMap<String, Arc<Mutex<SessionStatus>>>>>;
 
 /// Every BGP session of this node.
 pub struct Manager {
@@ -898,6 +954,7 @@ pub struct Manager {
     /// first sessions after the speaker started are "after a restart".
     first_round: bool,
     listening: Vec<SocketAddr>,
+    shared: Shared,
 }
 
 impl Manager {
@@ -915,6 +972,7 @@ impl Manager {
             stopping: Vec::new(),
             first_round: true,
             listening: Vec::new(),
+            shared: Shared::default(),
         };
         let mut error = None;
         if let Some(port) = listen_port {
@@ -1011,8 +1069,43 @@ impl Manager {
             );
         }
         self.first_round = false;
+        self.share();
         self.update_listener();
         self.stopping.retain(|t| !t.is_finished());
+    }
+
+    fn share(&self) {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let same = shared.len() == self.sessions.len()
+            && shared
+                .iter()
+                .zip(&self.sessions)
+                .all(|((a, sa), (b, rb))| a == b && Arc::ptr_eq(sa, &rb.status));
+        if !same {
+            *shared = self
+                .sessions
+                .iter()
+                .map(|(name, r)| (name.clone(), r.status.clone()))
+                .collect();
+        }
+    }
+
+    /// Reads the statuses of the sessions running at the time of each call (a session
+    /// restarted with new settings starts its counters again).
+    pub fn status_source(&self) -> impl Fn() -> Vec<SessionStatus> + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || {
+            let sessions: Vec<Arc<Mutex<SessionStatus>>> = shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            sessions
+                .iter()
+                .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .collect()
+        }
     }
 
     fn retire(&mut self, r: Running, how: Stop) {
@@ -1058,6 +1151,7 @@ impl Manager {
     /// most a couple of seconds.
     pub async fn shutdown(mut self) {
         let sessions = std::mem::take(&mut self.sessions);
+        self.share();
         for (_, r) in sessions {
             let how = if r.spec.config.graceful_restart {
                 Stop::Close
@@ -1211,10 +1305,17 @@ mod tests {
         // One UPDATE per family, then one End-of-RIB per family.
         assert_eq!(up.updates_sent, 4, "{up:?}");
         let r = wait_for(&router, "Established on the passive side", |s| {
-            s.state == "Established" && s.messages_received >= 6
+            s.state == "Established" && s.messages_received >= 6 && s.updates_received == 4
         })
         .await;
         assert_eq!(r.peer_asn, Some(64512));
+        assert!(r.notifications_received.is_empty(), "{r:?}");
+        // The metrics' source reads the same sessions from elsewhere.
+        let source = node.status_source();
+        let seen = source();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].peer, "router");
+        assert_eq!(seen[0].updates_sent, 4);
 
         // A change is sent as its difference: one withdrawal, one announcement.
         let changed = rib(&["203.0.113.6/32", "2001:db8:113::5/128"]);
@@ -1236,7 +1337,16 @@ mod tests {
             why.starts_with("received NOTIFICATION: cease (6)") && why.contains("(3)"),
             "{why}"
         );
+        assert_eq!(
+            r.notifications_received,
+            [NotificationCount {
+                code: 6,
+                subcode: 3,
+                count: 1
+            }]
+        );
         assert!(node.statuses().is_empty());
+        assert!(source().is_empty(), "a stopped session leaves the source");
         node.shutdown().await;
         router.shutdown().await;
     }

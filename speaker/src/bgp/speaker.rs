@@ -106,6 +106,8 @@ pub struct Bgp {
     manager: Manager,
     /// Problems already logged, so each is said once.
     said: BTreeSet<String>,
+    /// The last plan: what each peer is meant to hold, and the problems.
+    plan: rib::Plan,
 }
 
 impl Bgp {
@@ -118,6 +120,7 @@ impl Bgp {
         Bgp {
             manager,
             said: BTreeSet::new(),
+            plan: rib::Plan::default(),
         }
     }
 
@@ -143,6 +146,18 @@ impl Bgp {
             }
         }
         self.manager.reconcile(&wanted, &plan.peers);
+        self.plan = plan;
+    }
+
+    /// The last plan ([`Bgp::update`]): empty until the speaker has settled.
+    pub fn plan(&self) -> &rib::Plan {
+        &self.plan
+    }
+
+    /// Reads every session's status when called, from any thread: for the metrics,
+    /// which read it on each scrape.
+    pub fn status_source(&self) -> impl Fn() -> Vec<SessionStatus> + Send + Sync + 'static {
+        self.manager.status_source()
     }
 
     /// Changes whenever a session's state, prefixes or errors change.

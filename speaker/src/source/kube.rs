@@ -17,11 +17,15 @@
 //!
 //! # Outputs
 //!
-//! [`KubeReporter`] hands what this node announces to a writer task, which keeps one
-//! `ServiceL2Status` per announced Service in the FerroLB namespace (see
-//! [`crate::status`] for the rules; the objects of this node are watched by the label
-//! `ferrolb.io/node=<node>`) and records a `nodeAssigned` Event on the Service when it
-//! starts announcing it or its interfaces change. A Service cannot own an object in
+//! [`KubeReporter`] hands what this node announces to two writer tasks, which keep one
+//! `ServiceL2Status` per Service announced in Layer2 mode and one `ServiceBGPStatus`
+//! per Service announced over BGP, in the FerroLB namespace (see [`crate::status`] for
+//! the rules; the objects of this node are watched by the label
+//! `ferrolb.io/node=<node>`), and record a `nodeAssigned` Event on the Service when it
+//! starts announcing it or its interfaces (Layer2) or peers (BGP) change. A prefix not
+//! sent because BGPAdvertisements disagree on its localPref gets a Warning Event
+//! (`ConflictingLocalPref`) on each of those advertisements, once while the problem
+//! lasts. A Service cannot own an object in
 //! another namespace, so, as in MetalLB, the owner is the speaker's pod (`POD_NAME`,
 //! `POD_UID`): the objects go with the pod. On SIGTERM the speaker deletes its objects
 //! itself (waiting at most [`STOP_TIMEOUT`]).
@@ -31,7 +35,9 @@
 //! | create | `POST /apis/ferrolb.io/v1beta1/namespaces/NS/servicel2statuses` (name, labels, owner, `spec: {}`), then the status as below |
 //! | status | `PATCH …/servicel2statuses/NAME/status` (merge patch) `{"status": {node, serviceName, serviceNamespace, interfaces}}` |
 //! | delete | `DELETE …/servicel2statuses/NAME` |
+//! | BGP | the same on `…/servicebgpstatuses`, the status `{node, serviceName, serviceNamespace, peers}` |
 //! | Event | `POST /apis/events.k8s.io/v1/namespaces/SVC_NS/events`, reason `nodeAssigned`, reporter `ferrolb-speaker` |
+//! | Warning | `POST /apis/events.k8s.io/v1/namespaces/NS/events` regarding the BGPAdvertisement, reason `ConflictingLocalPref` |
 //!
 //! A failed write is retried with backoff (0.5 s doubling to 60 s) by planning again;
 //! a 404 means the object is gone, a 409 on create that it exists.
@@ -45,10 +51,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrolb_crds::client::{Applied, Events, WriteError, classify};
-use ferrolb_crds::status::NODE_LABEL;
-use ferrolb_crds::status::ServiceL2StatusSpec;
+use ferrolb_crds::status::{NODE_LABEL, ServiceBGPStatusSpec, ServiceL2StatusSpec};
 use ferrolb_crds::{
-    BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement, ServiceL2Status,
+    BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement, ServiceBGPStatus,
+    ServiceL2Status,
 };
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -56,20 +62,22 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::core::NamespaceResourceScope;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::bgp::rib;
 use crate::cli::Cli;
 use crate::desired::Desired;
 use crate::election::Announcements;
 use crate::run::{Report, Reporter};
 use crate::source::Snapshot;
-use crate::status::{self, Existing, Op, Plan};
+use crate::status::{self, Existing, Kind, Op, Plan, Warning};
 use crate::world::ServiceKey;
 use store::{Input, Store};
 
@@ -108,7 +116,7 @@ pub async fn start(cli: &Cli) -> anyhow::Result<(watch::Receiver<Snapshot>, Kube
     let config = Config::from_cli(cli);
     if config.pod.is_none() {
         warn!(
-            "POD_NAME/POD_UID not set: ServiceL2Status objects get no owner and outlive this speaker if it dies uncleanly"
+            "POD_NAME/POD_UID not set: ServiceL2Status and ServiceBGPStatus objects get no owner and outlive this speaker if it dies uncleanly"
         );
     }
     Ok(start_with(client, config).await)
@@ -260,27 +268,29 @@ async fn follow(
     }
 }
 
-/// What the writer is asked for: a generation number and, per Service this node
-/// announces, its interfaces (`None` before the main loop first reports).
+/// What a writer is asked for: a generation number and, per Service this node
+/// announces, its interfaces or peers (`None` before the main loop first reports).
 type Wanted = (u64, Option<BTreeMap<ServiceKey, BTreeSet<String>>>);
 
-/// Hands what this node announces to the status writer task.
-pub struct KubeReporter {
+/// The main loop's end of one writer task.
+struct Writer {
     wanted: watch::Sender<Wanted>,
     /// The last generation the writer brought the cluster to.
     done: watch::Receiver<u64>,
 }
 
-impl KubeReporter {
-    fn start(
+impl Writer {
+    fn start<O: StatusObject>(
         client: Client,
         config: Config,
         uids: watch::Receiver<BTreeMap<ServiceKey, String>>,
-    ) -> KubeReporter {
+    ) -> Writer {
         let (wanted, wanted_rx) = watch::channel((0, None));
         let (done_tx, done) = watch::channel(0);
-        tokio::spawn(write_statuses(client, config, wanted_rx, uids, done_tx));
-        KubeReporter { wanted, done }
+        tokio::spawn(write_statuses::<O>(
+            client, config, wanted_rx, uids, done_tx,
+        ));
+        Writer { wanted, done }
     }
 
     fn ask(&self, statuses: BTreeMap<ServiceKey, BTreeSet<String>>) -> u64 {
@@ -292,24 +302,179 @@ impl KubeReporter {
         });
         generation
     }
+
+    /// Waits until the writer has brought the cluster to `generation`.
+    async fn reached(&self, generation: u64) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d >= generation).await;
+    }
+}
+
+/// Hands what this node announces to the status writer tasks, and BGP's problems to the
+/// Warning publisher.
+pub struct KubeReporter {
+    l2: Writer,
+    bgp: Writer,
+    warnings: mpsc::UnboundedSender<Vec<Warning>>,
+    /// The Warnings of the last pass, so that each is published once while it lasts.
+    said: BTreeSet<Warning>,
+}
+
+impl KubeReporter {
+    fn start(
+        client: Client,
+        config: Config,
+        uids: watch::Receiver<BTreeMap<ServiceKey, String>>,
+    ) -> KubeReporter {
+        let (warnings, warnings_rx) = mpsc::unbounded_channel();
+        tokio::spawn(publish_warnings(
+            Events::new(client.clone(), FIELD_MANAGER, Some(config.node.clone())),
+            config.namespace.clone(),
+            warnings_rx,
+        ));
+        KubeReporter {
+            l2: Writer::start::<ServiceL2Status>(client.clone(), config.clone(), uids.clone()),
+            bgp: Writer::start::<ServiceBGPStatus>(client, config, uids),
+            warnings,
+            said: BTreeSet::new(),
+        }
+    }
 }
 
 impl Reporter for KubeReporter {
-    fn announced(&mut self, _report: &Report, ann: &Announcements, want: &Desired) {
-        self.ask(status::desired_l2(ann, want));
+    fn announced(
+        &mut self,
+        _report: &Report,
+        ann: &Announcements,
+        want: &Desired,
+        bgp: &rib::Plan,
+    ) {
+        self.l2.ask(status::desired_l2(ann, want));
+        self.bgp.ask(status::desired_bgp(ann, &bgp.peers));
+        let now = status::warnings(&bgp.conflicts);
+        let fresh = status::fresh(&self.said, &now);
+        if !fresh.is_empty() {
+            // Only fails when the publisher is gone, i.e. the runtime is shutting down.
+            let _ = self.warnings.send(fresh);
+        }
+        self.said = now;
     }
 
     fn stop(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        let generation = self.ask(BTreeMap::new());
-        let mut done = self.done.clone();
+        let l2 = self.l2.ask(BTreeMap::new());
+        let bgp = self.bgp.ask(BTreeMap::new());
         Box::pin(async move {
-            let wait = done.wait_for(|d| *d >= generation);
-            if tokio::time::timeout(STOP_TIMEOUT, wait).await.is_err() {
+            let both = async {
+                self.l2.reached(l2).await;
+                self.bgp.reached(bgp).await;
+            };
+            if tokio::time::timeout(STOP_TIMEOUT, both).await.is_err() {
                 warn!(
-                    "could not delete this node's ServiceL2Status objects in time; the pod's deletion will"
+                    "could not delete this node's status objects in time; the pod's deletion will"
                 );
             }
         })
+    }
+}
+
+/// Records each Warning on its BGPAdvertisement (in the FerroLB namespace).
+async fn publish_warnings(
+    events: Events,
+    namespace: String,
+    mut rx: mpsc::UnboundedReceiver<Vec<Warning>>,
+) {
+    while let Some(batch) = rx.recv().await {
+        for w in batch {
+            let reference = ObjectReference {
+                api_version: Some("ferrolb.io/v1beta1".into()),
+                kind: Some("BGPAdvertisement".into()),
+                namespace: Some(namespace.clone()),
+                name: Some(w.advertisement.clone()),
+                ..Default::default()
+            };
+            match events.publish(&reference, true, w.reason, &w.message).await {
+                Ok(_) => {
+                    info!(advertisement = %w.advertisement, reason = w.reason, message = %w.message, "warning recorded")
+                }
+                // Events are for people (the problem is also in the log); not retried.
+                Err(e) => {
+                    warn!(advertisement = %w.advertisement, error = %e, "recording a Warning Event")
+                }
+            }
+        }
+    }
+}
+
+/// A status kind the writer keeps: its Kubernetes object, and how to read and write
+/// it.
+trait StatusObject:
+    kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    type Kind: status::Kind + Send + Sync + 'static;
+    fn existing(&self) -> Existing<StatusOf<Self>>;
+    /// The object with `meta`, an empty spec and no status.
+    fn empty(meta: ObjectMeta) -> Self;
+    /// The merge patch writing `status`. Lists always present: a merge patch replaces
+    /// lists, so `[]` clears.
+    fn patch(status: &StatusOf<Self>) -> serde_json::Value;
+}
+
+type StatusOf<O> = <<O as StatusObject>::Kind as Kind>::Status;
+
+impl StatusObject for ServiceL2Status {
+    type Kind = status::L2;
+
+    fn existing(&self) -> Existing<StatusOf<Self>> {
+        Existing::from_object(self)
+    }
+
+    fn empty(metadata: ObjectMeta) -> Self {
+        ServiceL2Status {
+            metadata,
+            spec: ServiceL2StatusSpec {},
+            status: None,
+        }
+    }
+
+    fn patch(status: &StatusOf<Self>) -> serde_json::Value {
+        json!({ "status": {
+            "node": status.node,
+            "serviceName": status.service_name,
+            "serviceNamespace": status.service_namespace,
+            "interfaces": status.interfaces,
+        }})
+    }
+}
+
+impl StatusObject for ServiceBGPStatus {
+    type Kind = status::Bgp;
+
+    fn existing(&self) -> Existing<StatusOf<Self>> {
+        Existing::from_bgp_object(self)
+    }
+
+    fn empty(metadata: ObjectMeta) -> Self {
+        ServiceBGPStatus {
+            metadata,
+            spec: ServiceBGPStatusSpec {},
+            status: None,
+        }
+    }
+
+    fn patch(status: &StatusOf<Self>) -> serde_json::Value {
+        json!({ "status": {
+            "node": status.node,
+            "serviceName": status.service_name,
+            "serviceNamespace": status.service_namespace,
+            "peers": status.peers,
+        }})
     }
 }
 
@@ -321,14 +486,14 @@ fn retry_delay(attempt: u32) -> Duration {
 
 /// The writer task: watches this node's status objects, plans, writes, and plans again
 /// after every change of either side (or after a backoff when a write failed).
-async fn write_statuses(
+async fn write_statuses<O: StatusObject>(
     client: Client,
     config: Config,
     mut wanted: watch::Receiver<Wanted>,
     uids: watch::Receiver<BTreeMap<ServiceKey, String>>,
     done: watch::Sender<u64>,
 ) {
-    let api: Api<ServiceL2Status> = Api::namespaced(client.clone(), &config.namespace);
+    let api: Api<O> = Api::namespaced(client.clone(), &config.namespace);
     let selector = format!("{NODE_LABEL}={}", status::node_label_value(&config.node));
     let mut objects = watcher(api.clone(), watcher::Config::default().labels(&selector))
         .default_backoff()
@@ -338,8 +503,8 @@ async fn write_statuses(
         events: Events::new(client, FIELD_MANAGER, Some(config.node.clone())),
         config,
     };
-    let mut existing: BTreeMap<String, Existing> = BTreeMap::new();
-    let mut relist: Option<BTreeMap<String, Existing>> = None;
+    let mut existing: BTreeMap<String, Existing<StatusOf<O>>> = BTreeMap::new();
+    let mut relist: Option<BTreeMap<String, Existing<StatusOf<O>>>> = None;
     let mut listed = false;
     let mut watch_ok = true;
     let mut failures = 0u32;
@@ -350,7 +515,7 @@ async fn write_statuses(
                 Some(Ok(ev)) => { watch_ok = true; match ev {
                     Event::Init => relist = Some(BTreeMap::new()),
                     Event::InitApply(o) => {
-                        let e = Existing::from_object(&o);
+                        let e = o.existing();
                         relist.get_or_insert_with(BTreeMap::new).insert(e.name.clone(), e);
                     }
                     Event::InitDone => {
@@ -358,16 +523,16 @@ async fn write_statuses(
                         listed = true;
                     }
                     Event::Apply(o) => {
-                        let e = Existing::from_object(&o);
+                        let e = o.existing();
                         existing.insert(e.name.clone(), e);
                     }
                     Event::Delete(o) => {
-                        existing.remove(&Existing::from_object(&o).name);
+                        existing.remove(&o.existing().name);
                     }
                 }},
                 Some(Err(e)) => {
                     if watch_ok {
-                        warn!(error = %e, "watching this node's ServiceL2Status objects failed; retrying with backoff (is the CRD installed?)");
+                        warn!(kind = O::Kind::KIND, error = %e, "watching this node's status objects failed; retrying with backoff (is the CRD installed?)");
                     }
                     watch_ok = false;
                 }
@@ -380,7 +545,8 @@ async fn write_statuses(
         let Some(want) = want.filter(|_| listed && retry_at.is_none()) else {
             continue;
         };
-        let plan = status::plan(&writer.config.node, &want, &existing_list(&existing));
+        let plan =
+            status::plan_kind::<O::Kind>(&writer.config.node, &want, &existing_list(&existing));
         if plan.is_empty() {
             done.send_replace(generation);
             continue;
@@ -398,7 +564,7 @@ async fn write_statuses(
     }
 }
 
-fn existing_list(m: &BTreeMap<String, Existing>) -> Vec<Existing> {
+fn existing_list<S: Clone>(m: &BTreeMap<String, Existing<S>>) -> Vec<Existing<S>> {
     m.values().cloned().collect()
 }
 
@@ -409,19 +575,19 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-struct StatusWriter {
-    api: Api<ServiceL2Status>,
+struct StatusWriter<O: StatusObject> {
+    api: Api<O>,
     events: Events,
     config: Config,
 }
 
-impl StatusWriter {
+impl<O: StatusObject> StatusWriter<O> {
     /// Writes the plan, keeping `existing` in step with what succeeded. Returns false
     /// when a write failed (and should be tried again later).
     async fn apply(
         &self,
-        plan: &Plan,
-        existing: &mut BTreeMap<String, Existing>,
+        plan: &Plan<StatusOf<O>>,
+        existing: &mut BTreeMap<String, Existing<StatusOf<O>>>,
         uids: &BTreeMap<ServiceKey, String>,
     ) -> bool {
         let mut ok = true;
@@ -458,7 +624,7 @@ impl StatusWriter {
                 (op, Err(e)) => {
                     ok = false;
                     let retryable = e.is_retryable();
-                    warn!(?op, error = %e, retryable, "ServiceL2Status write failed; will try again after a backoff");
+                    warn!(kind = O::Kind::KIND, ?op, error = %e, retryable, "status write failed; will try again after a backoff");
                 }
             }
         }
@@ -486,7 +652,7 @@ impl StatusWriter {
         ok
     }
 
-    async fn write(&self, op: &Op) -> Result<Applied, WriteError> {
+    async fn write(&self, op: &Op<StatusOf<O>>) -> Result<Applied, WriteError> {
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
@@ -497,25 +663,21 @@ impl StatusWriter {
                 service,
                 status,
             } => {
-                let obj = ServiceL2Status {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(self.config.namespace.clone()),
-                        labels: Some(status::labels(&self.config.node, service)),
-                        owner_references: self.config.pod.as_ref().map(|(pod, uid)| {
-                            vec![OwnerReference {
-                                api_version: "v1".into(),
-                                kind: "Pod".into(),
-                                name: pod.clone(),
-                                uid: uid.clone(),
-                                ..Default::default()
-                            }]
-                        }),
-                        ..Default::default()
-                    },
-                    spec: ServiceL2StatusSpec {},
-                    status: None,
-                };
+                let obj = O::empty(ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(self.config.namespace.clone()),
+                    labels: Some(status::labels(&self.config.node, service)),
+                    owner_references: self.config.pod.as_ref().map(|(pod, uid)| {
+                        vec![OwnerReference {
+                            api_version: "v1".into(),
+                            kind: "Pod".into(),
+                            name: pod.clone(),
+                            uid: uid.clone(),
+                            ..Default::default()
+                        }]
+                    }),
+                    ..Default::default()
+                });
                 let pp_create = PostParams {
                     field_manager: Some(FIELD_MANAGER.into()),
                     ..Default::default()
@@ -541,16 +703,10 @@ impl StatusWriter {
     async fn write_status(
         &self,
         name: &str,
-        status: &ferrolb_crds::status::ServiceL2StatusStatus,
+        status: &StatusOf<O>,
         pp: &PatchParams,
     ) -> Result<Applied, WriteError> {
-        // `interfaces` always present: a merge patch replaces lists, so `[]` clears.
-        let patch = json!({ "status": {
-            "node": status.node,
-            "serviceName": status.service_name,
-            "serviceNamespace": status.service_namespace,
-            "interfaces": status.interfaces,
-        }});
+        let patch = O::patch(status);
         self.api
             .patch_status(name, pp, &Patch::Merge(&patch))
             .await
