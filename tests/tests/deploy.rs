@@ -197,10 +197,14 @@ fn speaker_daemonset_and_least_privilege() {
     assert_eq!(env("POD_NAME"), "metadata.name");
     assert_eq!(env("POD_UID"), "metadata.uid");
 
-    // Capabilities: all dropped, NET_RAW alone added back; nothing else privileged.
+    // Capabilities: all dropped; NET_RAW (ARP, NDP) and NET_BIND_SERVICE (BGP listens on
+    // TCP 179) added back; nothing else privileged.
     let sc = &c["securityContext"];
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
-    assert_eq!(sc["capabilities"]["add"], serde_json::json!(["NET_RAW"]));
+    assert_eq!(
+        sc["capabilities"]["add"],
+        serde_json::json!(["NET_RAW", "NET_BIND_SERVICE"])
+    );
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["readOnlyRootFilesystem"], true);
     assert!(sc["privileged"].is_null() || sc["privileged"] == false);
