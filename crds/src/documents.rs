@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use serde_json::Value;
@@ -24,6 +24,8 @@ pub struct Inputs {
     pub bgp_peers: Vec<BGPPeer>,
     pub communities: Vec<Community>,
     pub bfd_profiles: Vec<BFDProfile>,
+    /// Secrets (a BGPPeer's `passwordSecret`); only the speaker reads them.
+    pub secrets: Vec<Secret>,
 }
 
 #[derive(Debug, Error)]
@@ -108,6 +110,9 @@ impl Inputs {
                 .push(serde_json::from_value(doc).map_err(|e| err(e.to_string()))?),
             ("discovery.k8s.io", "EndpointSlice") => self
                 .endpoint_slices
+                .push(serde_json::from_value(doc).map_err(|e| err(e.to_string()))?),
+            ("", "Secret") => self
+                .secrets
                 .push(serde_json::from_value(doc).map_err(|e| err(e.to_string()))?),
             ("", "Namespace") => self
                 .namespaces

@@ -165,7 +165,8 @@ fn listed(path: &str) -> Option<Value> {
             vec![
                 json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPPeer",
                         "metadata": {"namespace": NS, "name": "router", "resourceVersion": "4"},
-                        "spec": {"myASN": 64512, "peerASN": 64513, "peerAddress": "198.51.100.1"}}),
+                        "spec": {"myASN": 64512, "peerASN": 64513, "peerAddress": "198.51.100.1",
+                                 "passwordSecret": {"name": "router-md5"}}}),
             ],
         ),
         p if p == crd("communities") => list(
@@ -176,6 +177,15 @@ fn listed(path: &str) -> Option<Value> {
                         "metadata": {"namespace": NS, "name": "aliases", "resourceVersion": "4"},
                         "spec": {"communities": [{"name": "edge", "value": "64512:100"}]}}),
             ],
+        ),
+        // As the field selector asks: basic-auth Secrets only. "s3cret", base64.
+        p if p == format!("/api/v1/namespaces/{NS}/secrets") => list(
+            "v1",
+            "SecretList",
+            vec![json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"namespace": NS, "name": "router-md5", "resourceVersion": "4"},
+                        "type": "kubernetes.io/basic-auth",
+                        "data": {"password": "czNjcmV0", "username": "cm91dGVy"}})],
         ),
         p if p == crd("servicel2statuses") => list(
             "ferrolb.io/v1beta1",
@@ -358,11 +368,26 @@ async fn snapshot_from_the_listed_objects() {
         vec!["router"]
     );
     assert!(snap.world.community_aliases.contains_key("edge"));
+    // The passwordSecret's key, from the listed Secret.
+    assert_eq!(
+        snap.world.bgp_peers["router"].session.password.as_deref(),
+        Some("s3cret")
+    );
     // Every kind was listed; FerroLB's in its namespace.
     let mut paths = Vec::new();
+    let mut secret_queries = Vec::new();
     while let Ok(s) = api.lists.try_recv() {
+        if s.path.ends_with("/secrets") {
+            secret_queries.push(s.query.clone());
+        }
         paths.push(s.path);
     }
+    assert!(
+        secret_queries
+            .iter()
+            .any(|q| q.contains("fieldSelector=type%3Dkubernetes.io%2Fbasic-auth")),
+        "Secrets listed without the type selector: {secret_queries:?}"
+    );
     for plural in [
         "ipaddresspools",
         "l2advertisements",
@@ -374,6 +399,7 @@ async fn snapshot_from_the_listed_objects() {
         assert!(paths.contains(&p), "{p} not listed: {paths:?}");
     }
     for p in [
+        &format!("/api/v1/namespaces/{NS}/secrets"),
         "/api/v1/services",
         "/api/v1/nodes",
         "/apis/discovery.k8s.io/v1/endpointslices",

@@ -283,7 +283,8 @@ fn speaker_daemonset_and_least_privilege() {
         }
     }
     assert!(cluster_grants.contains(&("events.k8s.io".into(), "events".into(), "create".into())));
-    // Cluster-wide it writes Events and nothing else; it never reads Secrets.
+    // Cluster-wide it writes Events and nothing else; it reads no Secret outside its
+    // namespace.
     for (group, resource, verb) in &cluster_grants {
         assert!(
             read.contains(&verb.as_str()) || (group == "events.k8s.io" && resource == "events"),
@@ -303,6 +304,13 @@ fn speaker_daemonset_and_least_privilege() {
             assert!(role_grants.contains(&("ferrolb.io".into(), resource.into(), verb.into())));
         }
     }
+    // passwordSecret: the Secrets of its own namespace, read only.
+    for verb in read {
+        assert!(
+            role_grants.contains(&("".into(), "secrets".into(), verb.into())),
+            "speaker cannot {verb} secrets in its namespace"
+        );
+    }
     for verb in ["create", "patch", "delete", "list", "watch"] {
         assert!(
             role_grants.contains(&("ferrolb.io".into(), "servicel2statuses".into(), verb.into())),
@@ -315,6 +323,14 @@ fn speaker_daemonset_and_least_privilege() {
         "patch".into()
     )));
     for (group, resource, verb) in &role_grants {
+        if resource == "secrets" {
+            assert_eq!(group, "");
+            assert!(
+                read.contains(&verb.as_str()),
+                "the speaker may {verb} secrets"
+            );
+            continue;
+        }
         assert_eq!(group, "ferrolb.io");
         assert!(
             read.contains(&verb.as_str())

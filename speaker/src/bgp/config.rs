@@ -15,6 +15,8 @@ use ferrolb_crds::bgp::DynamicAsn;
 use ferrolb_crds::selector::Selectors;
 use ferrolb_crds::validate::Problem;
 use ferrolb_crds::{BGPPeer, Community as CommunityCrd};
+use k8s_openapi::api::core::v1::Secret;
+use thiserror::Error;
 
 use super::message::{Afi, Community, LargeCommunity, Safi};
 
@@ -217,8 +219,12 @@ impl Peer {
             connect_time,
             ebgp_multihop: s.ebgp_multi_hop,
             password: s.password.clone().filter(|p| !p.is_empty()),
+            // Unset namespace: the BGPPeer's own, as MetalLB reads it.
             password_secret: s.password_secret.as_ref().map(|r| SecretRef {
-                namespace: r.namespace.clone(),
+                namespace: r
+                    .namespace
+                    .clone()
+                    .or_else(|| peer.metadata.namespace.clone()),
                 name: r.name.clone().unwrap_or_default(),
             }),
             graceful_restart: s.enable_graceful_restart,
@@ -268,6 +274,124 @@ impl Peer {
             node_selectors,
             session,
         })
+    }
+}
+
+/// The Secret type MetalLB requires of a `passwordSecret`.
+pub const BASIC_AUTH: &str = "kubernetes.io/basic-auth";
+/// The key of a `passwordSecret` holding the TCP MD5 key.
+pub const PASSWORD_KEY: &str = "password";
+
+/// Why a `passwordSecret` gives no key. Messages never include the key.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SecretError {
+    #[error(
+        "passwordSecret {0}: no Secret of type kubernetes.io/basic-auth by that name (the speaker reads Secrets in the FerroLB namespace only)"
+    )]
+    NotFound(String),
+    #[error("passwordSecret {0}: the Secret is of type {1:?}, not kubernetes.io/basic-auth")]
+    WrongType(String, String),
+    #[error("passwordSecret {0}: the Secret has no key \"password\"")]
+    NoKey(String),
+    #[error(
+        "passwordSecret {0}: the password must be 1 to {MAX_MD5_KEY_LEN} bytes of UTF-8 (the kernel's TCP MD5 limit)"
+    )]
+    BadKey(String),
+}
+
+/// A Secret reduced to what a BGP session may need: its name, namespace, type and the
+/// `password` key (from `stringData` when a file gives it there, as the API server
+/// would merge it). Everything else (TLS keys, tokens) is dropped on the way in, so the
+/// speaker holds no more secret material than it uses.
+pub fn slim_secret(s: Secret) -> Secret {
+    let password = s
+        .string_data
+        .and_then(|mut d| d.remove(PASSWORD_KEY))
+        .map(|p| k8s_openapi::ByteString(p.into_bytes()))
+        .or_else(|| s.data.and_then(|mut d| d.remove(PASSWORD_KEY)));
+    Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: s.metadata.name,
+            namespace: s.metadata.namespace,
+            uid: s.metadata.uid,
+            ..Default::default()
+        },
+        type_: s.type_,
+        data: Some(
+            password
+                .map(|p| (PASSWORD_KEY.to_string(), p))
+                .into_iter()
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// The TCP MD5 key a `passwordSecret` names, from `secrets` (slimmed or not). A Secret
+/// without a namespace (a standalone file) matches any.
+pub fn password_from(r: &SecretRef, secrets: &[Secret]) -> Result<String, SecretError> {
+    let shown = match &r.namespace {
+        Some(ns) => format!("{ns}/{}", r.name),
+        None => r.name.clone(),
+    };
+    let found = secrets.iter().find(|s| {
+        s.metadata.name.as_deref() == Some(r.name.as_str())
+            && match (&s.metadata.namespace, &r.namespace) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    });
+    let Some(secret) = found else {
+        return Err(SecretError::NotFound(shown));
+    };
+    // An unset type is Opaque, as the API server defaults it.
+    let kind = secret.type_.as_deref().unwrap_or("Opaque");
+    if kind != BASIC_AUTH {
+        return Err(SecretError::WrongType(shown, kind.into()));
+    }
+    let bytes = secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(PASSWORD_KEY))
+        .map(|p| p.as_bytes().to_vec())
+        .or_else(|| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(PASSWORD_KEY))
+                .map(|b| b.0.clone())
+        })
+        .ok_or_else(|| SecretError::NoKey(shown.clone()))?;
+    match String::from_utf8(bytes) {
+        Ok(p) if !p.is_empty() && p.len() <= MAX_MD5_KEY_LEN => Ok(p),
+        _ => Err(SecretError::BadKey(shown)),
+    }
+}
+
+/// Fills in the key of every peer with a `passwordSecret` from `secrets`. A peer whose
+/// key cannot be found stays without one (its session refuses to start, see
+/// [`SessionConfig::missing_password`]) and the reason goes to `problems`.
+pub fn resolve_passwords(
+    peers: &mut BTreeMap<String, Peer>,
+    secrets: &[Secret],
+    problems: &mut Vec<Problem>,
+) {
+    for peer in peers.values_mut() {
+        let Some(r) = &peer.session.password_secret else {
+            continue;
+        };
+        match password_from(r, secrets) {
+            Ok(p) => peer.session.password = Some(p),
+            Err(e) => {
+                peer.session.password = None;
+                problems.push(Problem {
+                    kind: "BGPPeer",
+                    name: peer.name.clone(),
+                    reason: "MissingPassword",
+                    message: format!("{e}; the session is not opened without its key"),
+                });
+            }
+        }
     }
 }
 
@@ -652,6 +776,127 @@ mod tests {
         assert_eq!(p.families().len(), 2);
         assert!(p.missing_password());
         assert_eq!(p.password_secret.as_ref().unwrap().name, "md5");
+    }
+
+    fn secret(v: serde_json::Value) -> Secret {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn password_secrets_resolve_with_metallb_semantics() {
+        let r = SecretRef {
+            namespace: Some("ferrolb-system".into()),
+            name: "md5".into(),
+        };
+        // "s3cret" in base64.
+        let good = secret(serde_json::json!({
+            "metadata": {"name": "md5", "namespace": "ferrolb-system"},
+            "type": "kubernetes.io/basic-auth",
+            "data": {"password": "czNjcmV0", "username": "dXNlcg=="}
+        }));
+        assert_eq!(
+            password_from(&r, std::slice::from_ref(&good)).as_deref(),
+            Ok("s3cret")
+        );
+        // Slimming keeps the key and nothing else.
+        let slim = slim_secret(good.clone());
+        assert_eq!(slim.data.as_ref().map(|d| d.len()), Some(1));
+        assert_eq!(password_from(&r, &[slim]).as_deref(), Ok("s3cret"));
+        // stringData (a standalone file) wins over data, as the API server merges it.
+        let mut plain = good.clone();
+        plain.string_data = Some([("password".to_string(), "plain".to_string())].into());
+        assert_eq!(
+            password_from(&r, &[slim_secret(plain)]).as_deref(),
+            Ok("plain")
+        );
+        // A Secret of another namespace is another Secret.
+        let mut elsewhere = good.clone();
+        elsewhere.metadata.namespace = Some("app".into());
+        assert!(matches!(
+            password_from(&r, &[elsewhere]),
+            Err(SecretError::NotFound(_))
+        ));
+        let mut opaque = good.clone();
+        opaque.type_ = None;
+        assert_eq!(
+            password_from(&r, &[opaque]),
+            Err(SecretError::WrongType(
+                "ferrolb-system/md5".into(),
+                "Opaque".into()
+            ))
+        );
+        let mut keyless = good.clone();
+        keyless.data = Some(
+            [(
+                "username".to_string(),
+                k8s_openapi::ByteString(b"u".to_vec()),
+            )]
+            .into(),
+        );
+        assert!(matches!(
+            password_from(&r, &[keyless]),
+            Err(SecretError::NoKey(_))
+        ));
+        for bad in [
+            Vec::new(),
+            vec![b'x'; MAX_MD5_KEY_LEN + 1],
+            vec![0xff, 0xfe],
+        ] {
+            let mut b = good.clone();
+            b.data = Some([("password".to_string(), k8s_openapi::ByteString(bad))].into());
+            assert!(matches!(
+                password_from(&r, &[b]),
+                Err(SecretError::BadKey(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn resolving_fills_the_key_or_reports_the_peer() {
+        let mut with_secret = spec();
+        with_secret.password_secret = Some(SecretReference {
+            name: Some("md5".into()),
+            namespace: None,
+        });
+        let mut crd = BGPPeer::new("r1", with_secret);
+        crd.metadata.namespace = Some("ferrolb-system".into());
+        let mut other = BGPPeer::new("r2", spec());
+        other.metadata.namespace = Some("ferrolb-system".into());
+        let mut problems = Vec::new();
+        let mut peers = peers_from_crd([&crd, &other], &mut problems);
+        assert_eq!(
+            peers["r1"]
+                .session
+                .password_secret
+                .as_ref()
+                .and_then(|r| r.namespace.as_deref()),
+            Some("ferrolb-system"),
+            "an unset namespace is the peer's"
+        );
+        let secrets = [secret(serde_json::json!({
+            "metadata": {"name": "md5", "namespace": "ferrolb-system"},
+            "type": "kubernetes.io/basic-auth",
+            "stringData": {"password": "s3cret"}
+        }))];
+        let mut missing = peers.clone();
+        resolve_passwords(&mut peers, &secrets, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(peers["r1"].session.password.as_deref(), Some("s3cret"));
+        assert!(!peers["r1"].session.missing_password());
+        assert_eq!(peers["r2"].session.password, None);
+
+        resolve_passwords(&mut missing, &[], &mut problems);
+        assert!(missing["r1"].session.missing_password());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(
+            (problems[0].name.as_str(), problems[0].reason),
+            ("r1", "MissingPassword")
+        );
+        assert!(
+            problems[0].message.contains("ferrolb-system/md5"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]

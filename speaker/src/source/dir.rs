@@ -1,7 +1,9 @@
 //! The standalone source: the directory that `ferrolb-controller --source dir:PATH` reads
 //! and writes. The speaker reads the same Kubernetes-shaped YAML (Nodes, Services,
-//! EndpointSlices, IPAddressPools, L2Advertisements) and the controller's record of
-//! assigned addresses, and turns them into a [`crate::world::World`].
+//! EndpointSlices, IPAddressPools, L2Advertisements, the BGP kinds, and Secrets named
+//! by a BGPPeer's `passwordSecret`: `type: kubernetes.io/basic-auth`, key `password`
+//! in `data`, base64, or in `stringData`) and the controller's record of assigned
+//! addresses, and turns them into a [`crate::world::World`].
 //!
 //! A file that does not parse keeps its last good objects, as in the controller: a
 //! half-saved edit must not make every node stop announcing.
@@ -122,6 +124,11 @@ fn merge(into: &mut Inputs, from: Inputs) {
     into.bgp_peers.extend(from.bgp_peers);
     into.communities.extend(from.communities);
     into.bfd_profiles.extend(from.bfd_profiles);
+    into.secrets.extend(
+        from.secrets
+            .into_iter()
+            .map(crate::bgp::config::slim_secret),
+    );
 }
 
 /// Builds the world from parsed inputs and the controller's record (pure): each
@@ -219,6 +226,48 @@ endpoints: [{addresses: [10.244.1.5], nodeName: node1, conditions: {ready: true}
             snap.problems
                 .iter()
                 .any(|p| p.contains("cluster.yaml") && p.contains("last good")),
+            "{:?}",
+            snap.problems
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    const MD5: &str = r#"
+apiVersion: ferrolb.io/v1beta1
+kind: BGPPeer
+metadata: {name: router, namespace: ferrolb-system}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 198.51.100.1, passwordSecret: {name: md5}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: md5, namespace: ferrolb-system}
+type: kubernetes.io/basic-auth
+data: {password: czNjcmV0}
+"#;
+
+    #[test]
+    fn password_secret_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("flb-speaker-md5-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bgp.yaml"), MD5).unwrap();
+        let mut src = DirSource::new(dir.clone(), None);
+        let snap = src.read().unwrap();
+        let session = &snap.world.bgp_peers["router"].session;
+        assert_eq!(
+            session.password.as_deref(),
+            Some("s3cret"),
+            "{:?}",
+            snap.problems
+        );
+        assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+        // The Secret goes: the peer stays, without its key, and the problem is told.
+        std::fs::write(dir.join("bgp.yaml"), MD5.split("---").next().unwrap()).unwrap();
+        let snap = src.read().unwrap();
+        assert!(snap.world.bgp_peers["router"].session.missing_password());
+        assert!(
+            snap.problems
+                .iter()
+                .any(|p| p.contains("router") && p.contains("md5")),
             "{:?}",
             snap.problems
         );

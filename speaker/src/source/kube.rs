@@ -5,8 +5,9 @@
 //! kube-runtime watchers over Services (every namespace; only `LoadBalancer` Services
 //! of `--lb-class` are kept), EndpointSlices, Nodes, and, in the FerroLB namespace
 //! (`--namespace`, from `POD_NAMESPACE`), IPAddressPools, L2Advertisements,
-//! BGPAdvertisements, BGPPeers and Communities, merged into one stream that fills a
-//! [`store::Store`]. Nothing is sent before every initial list is in; then a
+//! BGPAdvertisements, BGPPeers, Communities and Secrets of type
+//! `kubernetes.io/basic-auth` (a BGPPeer's `passwordSecret`; only their `password` key
+//! is kept), merged into one stream that fills a [`store::Store`]. Nothing is sent before every initial list is in; then a
 //! [`Snapshot`] (the same shape the standalone source builds, by the same function)
 //! goes out on a `watch` channel after every batch of changes.
 //!
@@ -58,7 +59,7 @@ use ferrolb_crds::{
 };
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -71,6 +72,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::bgp::config::BASIC_AUTH;
 use crate::bgp::rib;
 use crate::cli::Cli;
 use crate::desired::Desired;
@@ -218,10 +220,18 @@ fn watch_inputs(client: Client, namespace: &str) -> Inputs {
             Input::BgpPeer,
         ),
         watch_kind(
-            Api::<Community>::namespaced(client, namespace),
+            Api::<Community>::namespaced(client.clone(), namespace),
             all(),
             "communities",
             Input::Community,
+        ),
+        // Only the type a passwordSecret must have: the namespace's other Secrets (TLS
+        // keys, tokens) never reach the speaker.
+        watch_kind(
+            Api::<Secret>::namespaced(client, namespace),
+            all().fields(&format!("type={BASIC_AUTH}")),
+            "secrets",
+            Input::Secret,
         ),
     ])
     .boxed()

@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 
 use ferrolb_crds::documents::Inputs;
 use ferrolb_crds::{BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
-use k8s_openapi::api::core::v1::{Node, NodeStatus, Service};
+use k8s_openapi::api::core::v1::{Node, NodeStatus, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Resource;
 use kube::api::ObjectMeta;
 use kube::runtime::watcher::Event;
 
+use crate::bgp::config::slim_secret;
 use crate::source::{Snapshot, handles, snapshot};
 use crate::world::{SERVICE_NAME_LABEL, ServiceKey};
 
@@ -32,6 +33,7 @@ pub enum Input {
     BgpAdvertisement(Event<BGPAdvertisement>),
     BgpPeer(Event<BGPPeer>),
     Community(Event<Community>),
+    Secret(Event<Secret>),
 }
 
 impl Input {
@@ -46,6 +48,7 @@ impl Input {
             Input::BgpAdvertisement(_) => "bgpadvertisements",
             Input::BgpPeer(_) => "bgppeers",
             Input::Community(_) => "communities",
+            Input::Secret(_) => "secrets",
         }
     }
 }
@@ -155,6 +158,8 @@ pub struct Store {
     bgp_ads: Kind<BGPAdvertisement>,
     peers: Kind<BGPPeer>,
     communities: Kind<Community>,
+    /// Reduced to their `password` key ([`slim_secret`]).
+    secrets: Kind<Secret>,
 }
 
 /// What the speaker reads of any object's metadata (plus what `keep_meta` callers add).
@@ -264,6 +269,9 @@ impl Store {
             Input::BgpAdvertisement(ev) => self.bgp_ads.handle(ev, same_crd!(), own),
             Input::BgpPeer(ev) => self.peers.handle(ev, same_crd!(), own),
             Input::Community(ev) => self.communities.handle(ev, same_crd!(), own),
+            Input::Secret(ev) => self
+                .secrets
+                .handle(ev, PartialEq::eq, |s| Some(slim_secret(s))),
         }
     }
 
@@ -277,6 +285,7 @@ impl Store {
             && self.bgp_ads.listed
             && self.peers.listed
             && self.communities.listed
+            && self.secrets.listed
     }
 
     /// The objects, as the standalone source would have read them.
@@ -290,6 +299,7 @@ impl Store {
             bgp_advertisements: self.bgp_ads.all(),
             bgp_peers: self.peers.all(),
             communities: self.communities.all(),
+            secrets: self.secrets.all(),
             ..Default::default()
         }
     }
@@ -448,5 +458,24 @@ mod tests {
         assert_eq!(slim.endpoints[0].node_name.as_deref(), Some("n1"));
         assert!(slim.endpoints[0].target_ref.is_none() && slim.endpoints[0].zone.is_none());
         assert!(slim.ports.is_none());
+    }
+
+    #[test]
+    fn secrets_keep_only_their_password() {
+        let mut st = Store::new(None);
+        let s: Secret = from(json!({
+            "metadata": {"namespace": "ferrolb-system", "name": "md5", "resourceVersion": "9",
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "type": "kubernetes.io/basic-auth",
+            "data": {"password": "czNjcmV0", "username": "dXNlcg=="}
+        }));
+        for ev in list(vec![s]) {
+            st.handle(Input::Secret(ev));
+        }
+        let kept = &st.secrets.objects[&("ferrolb-system".to_string(), "md5".to_string())];
+        let keys: Vec<&String> = kept.data.iter().flat_map(|d| d.keys()).collect();
+        assert_eq!(keys, ["password"]);
+        assert!(kept.metadata.annotations.is_none());
+        assert_eq!(st.inputs().secrets.len(), 1);
     }
 }
