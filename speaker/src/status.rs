@@ -13,7 +13,8 @@
 //! Both kinds are planned by the same code: what differs ([`Kind`]) is the status type,
 //! the name prefix, and the Event's wording. BGP mode also reports, once per distinct
 //! problem, the prefixes not sent because BGPAdvertisements disagree on LOCAL_PREF
-//! ([`warnings`], [`fresh`]).
+//! ([`warnings`], [`fresh`]), and records each BGP session going up or down as an
+//! Event on its BGPPeer ([`session_events`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -27,6 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 
 use crate::bgp::rib::{self, AdjRibOut, Conflict};
+use crate::bgp::speaker::SessionSummary;
 use crate::desired::Desired;
 use crate::election::Announcements;
 use crate::world::ServiceKey;
@@ -438,6 +440,68 @@ pub fn warnings(conflicts: &[Conflict]) -> BTreeSet<Warning> {
 /// reported again, one that stays is reported once.
 pub fn fresh(said: &BTreeSet<Warning>, now: &BTreeSet<Warning>) -> Vec<Warning> {
     now.difference(said).cloned().collect()
+}
+
+/// Reason of the Normal Event recorded on a BGPPeer when its session comes up.
+pub const SESSION_UP: &str = "BGPSessionUp";
+/// Reason of the Warning Event recorded on a BGPPeer when its session goes down.
+pub const SESSION_DOWN: &str = "BGPSessionDown";
+const ESTABLISHED: &str = "Established";
+
+/// An Event to record on a BGPPeer (in the FerroLB namespace) about this node's session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionEvent {
+    pub peer: String,
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The Events between two reports of this node's sessions: up when a session reaches
+/// Established, down (with why) when it leaves it or goes away. Only changes count, so a
+/// report that repeats the states says nothing. A session that went down and came back
+/// between two reports shows only as a new `last_down` while Established: it gets both.
+pub fn session_events(
+    node: &str,
+    before: &[SessionSummary],
+    now: &[SessionSummary],
+) -> Vec<SessionEvent> {
+    let up = |s: &SessionSummary| SessionEvent {
+        peer: s.peer.clone(),
+        warning: false,
+        reason: SESSION_UP,
+        message: format!("BGP session from node {node} to {} established", s.address),
+    };
+    let down = |s: &SessionSummary, why: Option<&str>| SessionEvent {
+        peer: s.peer.clone(),
+        warning: true,
+        reason: SESSION_DOWN,
+        message: format!(
+            "BGP session from node {node} to {} down: {}",
+            s.address,
+            why.unwrap_or("left Established")
+        ),
+    };
+    let mut out = Vec::new();
+    for s in now {
+        let prev = before.iter().find(|p| p.peer == s.peer);
+        let was_up = prev.is_some_and(|p| p.state == ESTABLISHED);
+        let is_up = s.state == ESTABLISHED;
+        let flapped = prev.is_some_and(|p| p.last_down != s.last_down) && s.last_down.is_some();
+        if was_up && (!is_up || flapped) {
+            out.push(down(s, s.last_down.as_deref()));
+        }
+        if is_up && (!was_up || flapped) {
+            out.push(up(s));
+        }
+    }
+    // Sessions no longer held (the BGPPeer was removed or no longer selects this node).
+    for p in before {
+        if p.state == ESTABLISHED && !now.iter().any(|s| s.peer == p.peer) {
+            out.push(down(p, Some("the BGPPeer no longer applies to this node")));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -861,5 +925,62 @@ mod tests {
         obj.metadata.labels = None;
         obj.status = None;
         assert_eq!(Existing::from_object(&obj).service, None);
+    }
+
+    fn session(peer: &str, state: &str, last_down: Option<&str>) -> SessionSummary {
+        SessionSummary {
+            peer: peer.into(),
+            address: "198.51.100.1:179".into(),
+            state: state.into(),
+            last_down: last_down.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn session_events_on_state_change_only() {
+        let idle = [session("r", "Active", None)];
+        let up = [session("r", "Established", None)];
+        let ev = session_events("n1", &idle, &up);
+        assert_eq!(
+            ev,
+            [SessionEvent {
+                peer: "r".into(),
+                warning: false,
+                reason: SESSION_UP,
+                message: "BGP session from node n1 to 198.51.100.1:179 established".into(),
+            }]
+        );
+        // From nothing (a starting speaker) too; the same states again: nothing.
+        assert_eq!(session_events("n1", &[], &up).len(), 1);
+        assert!(session_events("n1", &up, &up).is_empty());
+        assert!(session_events("n1", &idle, &idle).is_empty());
+        assert!(session_events("n1", &[], &idle).is_empty());
+
+        let why = "hold timer expired";
+        let down = [session("r", "Idle", Some(why))];
+        let ev = session_events("n1", &up, &down);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert!(ev[0].warning);
+        assert_eq!(ev[0].reason, SESSION_DOWN);
+        assert_eq!(
+            ev[0].message,
+            "BGP session from node n1 to 198.51.100.1:179 down: hold timer expired"
+        );
+        // Down and up again between two reports: both, in order.
+        let back = [session(
+            "r",
+            "Established",
+            Some("NOTIFICATION received: Cease"),
+        )];
+        let reasons: Vec<_> = session_events("n1", &up, &back)
+            .iter()
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(reasons, [SESSION_DOWN, SESSION_UP]);
+        // A session that goes away while up is down; one that was not up says nothing.
+        let ev = session_events("n1", &up, &[]);
+        assert_eq!((ev.len(), ev[0].reason), (1, SESSION_DOWN));
+        assert!(session_events("n1", &idle, &[]).is_empty());
     }
 }

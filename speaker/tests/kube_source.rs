@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferrolb_speaker::bgp::rib::{AdjRibOut, Conflict, Plan, RouteAttrs};
+use ferrolb_speaker::bgp::speaker::SessionSummary;
 use ferrolb_speaker::desired::{Desired, Owned};
 use ferrolb_speaker::election::{Announcements, BgpAnnouncement, L2Announcement};
 use ferrolb_speaker::run::{Report, Reporter};
@@ -164,7 +165,7 @@ fn listed(path: &str) -> Option<Value> {
             "BGPPeerList",
             vec![
                 json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPPeer",
-                        "metadata": {"namespace": NS, "name": "router", "resourceVersion": "4"},
+                        "metadata": {"namespace": NS, "name": "router", "uid": "uid-router", "resourceVersion": "4"},
                         "spec": {"myASN": 64512, "peerASN": 64513, "peerAddress": "198.51.100.1",
                                  "passwordSecret": {"name": "router-md5"}}}),
             ],
@@ -673,5 +674,85 @@ async fn bgp_statuses_events_and_warnings() {
             .map(|s| (s.method.as_str(), s.path.as_str()))
             .collect::<Vec<_>>(),
         vec![("DELETE", format!("{base}/{name}").as_str())]
+    );
+}
+
+fn sessions(state: &str, last_down: Option<&str>) -> Report {
+    Report {
+        node: "n1".into(),
+        bgp_sessions: vec![SessionSummary {
+            peer: "router".into(),
+            address: "198.51.100.1:179".into(),
+            state: state.into(),
+            last_down: last_down.map(Into::into),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The Events recorded on BGPPeers among `got`: (type, reason, note).
+fn peer_events(got: &[Seen]) -> Vec<(String, String, String)> {
+    got.iter()
+        .filter(|s| s.path == format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"))
+        .filter(|s| s.body["regarding"]["kind"] == "BGPPeer")
+        .map(|s| {
+            assert_eq!(s.body["regarding"]["name"], "router");
+            assert_eq!(s.body["regarding"]["namespace"], NS);
+            assert_eq!(s.body["regarding"]["uid"], "uid-router");
+            let field = |k: &str| s.body[k].as_str().unwrap_or_default().to_string();
+            (field("type"), field("reason"), field("note"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn session_up_and_down_are_events_on_the_peer() {
+    let (client, mut api) = scripted();
+    let (_rx, mut reporter) =
+        tokio::time::timeout(Duration::from_secs(10), start_with(client, config()))
+            .await
+            .unwrap();
+    let nothing = (Announcements::default(), Desired::new(), Plan::default());
+    reporter.announced(
+        &sessions("Established", None),
+        &nothing.0,
+        &nothing.1,
+        &nothing.2,
+    );
+    // With the stale Layer2 object's deletion.
+    let got = writes(&mut api.writes, 2).await;
+    assert_eq!(
+        peer_events(&got),
+        [(
+            "Normal".to_string(),
+            "BGPSessionUp".to_string(),
+            "BGP session from node n1 to 198.51.100.1:179 established".to_string()
+        )],
+        "{got:#?}"
+    );
+    // The same state again: no Event.
+    reporter.announced(
+        &sessions("Established", None),
+        &nothing.0,
+        &nothing.1,
+        &nothing.2,
+    );
+    assert!(writes(&mut api.writes, 0).await.is_empty());
+    reporter.announced(
+        &sessions("Idle", Some("hold timer expired")),
+        &nothing.0,
+        &nothing.1,
+        &nothing.2,
+    );
+    let got = writes(&mut api.writes, 1).await;
+    assert_eq!(
+        peer_events(&got),
+        [(
+            "Warning".to_string(),
+            "BGPSessionDown".to_string(),
+            "BGP session from node n1 to 198.51.100.1:179 down: hold timer expired".to_string()
+        )],
+        "{got:#?}"
     );
 }

@@ -26,7 +26,10 @@
 //! starts announcing it or its interfaces (Layer2) or peers (BGP) change. A prefix not
 //! sent because BGPAdvertisements disagree on its localPref gets a Warning Event
 //! (`ConflictingLocalPref`) on each of those advertisements, once while the problem
-//! lasts. A Service cannot own an object in
+//! lasts. Each BGP session of this node that comes up gets a Normal Event
+//! (`BGPSessionUp`) on its BGPPeer, and one that goes down a Warning (`BGPSessionDown`,
+//! with why: the NOTIFICATION, the hold timer, a lost connection), on the change only
+//! ([`status::session_events`]). A Service cannot own an object in
 //! another namespace, so, as in MetalLB, the owner is the speaker's pod (`POD_NAME`,
 //! `POD_UID`): the objects go with the pod. On SIGTERM the speaker deletes its objects
 //! itself (waiting at most [`STOP_TIMEOUT`]).
@@ -39,6 +42,7 @@
 //! | BGP | the same on `…/servicebgpstatuses`, the status `{node, serviceName, serviceNamespace, peers}` |
 //! | Event | `POST /apis/events.k8s.io/v1/namespaces/SVC_NS/events`, reason `nodeAssigned`, reporter `ferrolb-speaker` |
 //! | Warning | `POST /apis/events.k8s.io/v1/namespaces/NS/events` regarding the BGPAdvertisement, reason `ConflictingLocalPref` |
+//! | session | `POST /apis/events.k8s.io/v1/namespaces/NS/events` regarding the BGPPeer, reason `BGPSessionUp` (Normal) or `BGPSessionDown` (Warning) |
 //!
 //! A failed write is retried with backoff (0.5 s doubling to 60 s) by planning again;
 //! a 404 means the object is gone, a 409 on create that it exists.
@@ -74,6 +78,7 @@ use tracing::{debug, info, warn};
 
 use crate::bgp::config::BASIC_AUTH;
 use crate::bgp::rib;
+use crate::bgp::speaker::SessionSummary;
 use crate::cli::Cli;
 use crate::desired::Desired;
 use crate::election::Announcements;
@@ -132,6 +137,7 @@ pub async fn start_with(
 ) -> (watch::Receiver<Snapshot>, KubeReporter) {
     let (tx, mut rx) = watch::channel(Snapshot::default());
     let (uids_tx, uids_rx) = watch::channel(BTreeMap::new());
+    let (object_uids_tx, object_uids_rx) = watch::channel(BTreeMap::new());
     let inputs = watch_inputs(client.clone(), &config.namespace);
     info!(namespace = %config.namespace, lb_class = ?config.lb_class, "watching Services, EndpointSlices, Nodes and FerroLB objects");
     tokio::spawn(follow(
@@ -139,13 +145,18 @@ pub async fn start_with(
         Store::new(config.lb_class.clone()),
         tx,
         uids_tx,
+        object_uids_tx,
     ));
     // An error means the task ended, which it only does when every receiver is gone.
     let _ = rx.changed().await;
     info!("initial lists complete");
-    let reporter = KubeReporter::start(client, config, uids_rx);
+    let reporter = KubeReporter::start(client, config, uids_rx, object_uids_rx);
     (rx, reporter)
 }
+
+/// The uid of each BGPPeer and BGPAdvertisement, by (kind, name): what Events on them
+/// refer to.
+type ObjectUids = BTreeMap<(&'static str, String), String>;
 
 type Inputs = BoxStream<'static, Result<Input, (&'static str, watcher::Error)>>;
 
@@ -244,6 +255,7 @@ async fn follow(
     mut store: Store,
     tx: watch::Sender<Snapshot>,
     uids: watch::Sender<BTreeMap<ServiceKey, String>>,
+    object_uids: watch::Sender<ObjectUids>,
 ) {
     let mut sent = false;
     let mut failing: BTreeSet<&'static str> = BTreeSet::new();
@@ -271,6 +283,7 @@ async fn follow(
         if store.listed() && (changed || !sent) {
             sent = true;
             uids.send_replace(store.service_uids());
+            object_uids.send_replace(store.object_uids());
             if tx.send(store.snapshot()).is_err() {
                 return;
             }
@@ -320,14 +333,51 @@ impl Writer {
     }
 }
 
-/// Hands what this node announces to the status writer tasks, and BGP's problems to the
-/// Warning publisher.
+/// An Event about a FerroLB object in the FerroLB namespace: a BGPAdvertisement's
+/// Warning, or a BGPPeer's session going up or down.
+#[derive(Debug)]
+struct Notice {
+    kind: &'static str,
+    name: String,
+    warning: bool,
+    reason: &'static str,
+    message: String,
+}
+
+impl From<Warning> for Notice {
+    fn from(w: Warning) -> Notice {
+        Notice {
+            kind: "BGPAdvertisement",
+            name: w.advertisement,
+            warning: true,
+            reason: w.reason,
+            message: w.message,
+        }
+    }
+}
+
+impl From<status::SessionEvent> for Notice {
+    fn from(e: status::SessionEvent) -> Notice {
+        Notice {
+            kind: "BGPPeer",
+            name: e.peer,
+            warning: e.warning,
+            reason: e.reason,
+            message: e.message,
+        }
+    }
+}
+
+/// Hands what this node announces to the status writer tasks, and BGP's problems and
+/// session changes to the Event publisher.
 pub struct KubeReporter {
     l2: Writer,
     bgp: Writer,
-    warnings: mpsc::UnboundedSender<Vec<Warning>>,
+    notices: mpsc::UnboundedSender<Vec<Notice>>,
     /// The Warnings of the last pass, so that each is published once while it lasts.
     said: BTreeSet<Warning>,
+    /// The sessions of the last pass, to tell when one went up or down.
+    sessions: Vec<SessionSummary>,
 }
 
 impl KubeReporter {
@@ -335,39 +385,45 @@ impl KubeReporter {
         client: Client,
         config: Config,
         uids: watch::Receiver<BTreeMap<ServiceKey, String>>,
+        object_uids: watch::Receiver<ObjectUids>,
     ) -> KubeReporter {
-        let (warnings, warnings_rx) = mpsc::unbounded_channel();
-        tokio::spawn(publish_warnings(
+        let (notices, notices_rx) = mpsc::unbounded_channel();
+        tokio::spawn(publish_notices(
             Events::new(client.clone(), FIELD_MANAGER, Some(config.node.clone())),
             config.namespace.clone(),
-            warnings_rx,
+            notices_rx,
+            object_uids,
         ));
         KubeReporter {
             l2: Writer::start::<ServiceL2Status>(client.clone(), config.clone(), uids.clone()),
             bgp: Writer::start::<ServiceBGPStatus>(client, config, uids),
-            warnings,
+            notices,
             said: BTreeSet::new(),
+            sessions: Vec::new(),
         }
     }
 }
 
 impl Reporter for KubeReporter {
-    fn announced(
-        &mut self,
-        _report: &Report,
-        ann: &Announcements,
-        want: &Desired,
-        bgp: &rib::Plan,
-    ) {
+    fn announced(&mut self, report: &Report, ann: &Announcements, want: &Desired, bgp: &rib::Plan) {
         self.l2.ask(status::desired_l2(ann, want));
         self.bgp.ask(status::desired_bgp(ann, &bgp.peers));
         let now = status::warnings(&bgp.conflicts);
-        let fresh = status::fresh(&self.said, &now);
-        if !fresh.is_empty() {
-            // Only fails when the publisher is gone, i.e. the runtime is shutting down.
-            let _ = self.warnings.send(fresh);
-        }
+        let mut notices: Vec<Notice> = status::fresh(&self.said, &now)
+            .into_iter()
+            .map(Notice::from)
+            .collect();
         self.said = now;
+        notices.extend(
+            status::session_events(&report.node, &self.sessions, &report.bgp_sessions)
+                .into_iter()
+                .map(Notice::from),
+        );
+        self.sessions.clone_from(&report.bgp_sessions);
+        if !notices.is_empty() {
+            // Only fails when the publisher is gone, i.e. the runtime is shutting down.
+            let _ = self.notices.send(notices);
+        }
     }
 
     fn stop(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -387,28 +443,35 @@ impl Reporter for KubeReporter {
     }
 }
 
-/// Records each Warning on its BGPAdvertisement (in the FerroLB namespace).
-async fn publish_warnings(
+/// Records each notice on its object (in the FerroLB namespace), in order.
+async fn publish_notices(
     events: Events,
     namespace: String,
-    mut rx: mpsc::UnboundedReceiver<Vec<Warning>>,
+    mut rx: mpsc::UnboundedReceiver<Vec<Notice>>,
+    uids: watch::Receiver<ObjectUids>,
 ) {
     while let Some(batch) = rx.recv().await {
-        for w in batch {
+        for n in batch {
+            // With the uid, `kubectl describe` finds the Event (it filters by uid).
+            let uid = uids.borrow().get(&(n.kind, n.name.clone())).cloned();
             let reference = ObjectReference {
                 api_version: Some("ferrolb.io/v1beta1".into()),
-                kind: Some("BGPAdvertisement".into()),
+                kind: Some(n.kind.into()),
                 namespace: Some(namespace.clone()),
-                name: Some(w.advertisement.clone()),
+                name: Some(n.name.clone()),
+                uid,
                 ..Default::default()
             };
-            match events.publish(&reference, true, w.reason, &w.message).await {
+            match events
+                .publish(&reference, n.warning, n.reason, &n.message)
+                .await
+            {
                 Ok(_) => {
-                    info!(advertisement = %w.advertisement, reason = w.reason, message = %w.message, "warning recorded")
+                    info!(kind = n.kind, name = %n.name, reason = n.reason, message = %n.message, "event recorded")
                 }
-                // Events are for people (the problem is also in the log); not retried.
+                // Events are for people (the same is in the log); not retried.
                 Err(e) => {
-                    warn!(advertisement = %w.advertisement, error = %e, "recording a Warning Event")
+                    warn!(kind = n.kind, name = %n.name, reason = n.reason, error = %e, "recording an Event")
                 }
             }
         }

@@ -308,6 +308,18 @@ impl Store {
         snapshot(&self.inputs(), self.lb_class.as_deref(), Vec::new())
     }
 
+    /// The uid of every BGPPeer and BGPAdvertisement, by (kind, name) (for Events about
+    /// them).
+    pub fn object_uids(&self) -> BTreeMap<(&'static str, String), String> {
+        let peers = self.peers.objects.iter().filter_map(|((_, name), p)| {
+            Some((("BGPPeer", name.clone()), p.metadata.uid.clone()?))
+        });
+        let ads = self.bgp_ads.objects.iter().filter_map(|((_, name), a)| {
+            Some((("BGPAdvertisement", name.clone()), a.metadata.uid.clone()?))
+        });
+        peers.chain(ads).collect()
+    }
+
     /// The uid of every handled Service (for Events about it).
     pub fn service_uids(&self) -> BTreeMap<ServiceKey, String> {
         self.services
