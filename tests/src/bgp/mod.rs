@@ -8,11 +8,13 @@
 //! - [`bird`], [`frr`], [`gobgp`], [`exabgp`]: configuration text from one
 //!   [`config::RouterConfig`] (pure, unit-tested), start-up, session state and the routes
 //!   the daemon received, with their attributes, as [`route::Route`]s.
+//! - [`capture`]: UPDATEs on the wire, timestamped by the kernel (tcpdump), decoded.
 //! - [`mrt`]: an MRT (RFC 6396) RIB dump writer, to load many routes into GoBGP at once.
 //!
 //! Every wait is bounded in time ([`wait_for`]).
 
 pub mod bird;
+pub mod capture;
 pub mod config;
 pub mod exabgp;
 pub mod frr;
