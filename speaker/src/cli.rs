@@ -58,6 +58,16 @@ pub struct Cli {
     /// alone decides who is alive (slower failover).
     #[arg(long, env = "FERROLB_GOSSIP_SECRET_FILE")]
     pub gossip_secret_file: Option<PathBuf>,
+    /// How often each speaker probes one other speaker. With --gossip-suspicion it sets
+    /// how fast a crashed node is declared dead (about 2-4 periods + suspicion) and what
+    /// gossip costs (about 2 datagrams of ~130 bytes per period and node).
+    #[arg(long, value_parser = duration, default_value = "10ms")]
+    pub gossip_probe_interval: Duration,
+    /// How long a speaker that stopped answering probes has to refute before it is
+    /// declared dead. Raise it (with --gossip-probe-interval) on nodes where the speaker
+    /// can be starved of CPU for tens of milliseconds.
+    #[arg(long, value_parser = duration, default_value = "20ms")]
+    pub gossip_suspicion: Duration,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Interface name patterns never announced on (regular expressions; replaces the
@@ -80,4 +90,11 @@ pub struct Cli {
     /// `/healthz` and `/readyz` listen address.
     #[arg(long, default_value = "0.0.0.0:7473")]
     pub health_addr: SocketAddr,
+}
+
+impl Cli {
+    /// The gossip timers these flags ask for.
+    pub fn gossip_tuning(&self) -> crate::membership::Tuning {
+        crate::membership::Tuning::with_probe(self.gossip_probe_interval, self.gossip_suspicion)
+    }
 }

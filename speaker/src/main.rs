@@ -10,6 +10,11 @@ use tracing_subscriber::EnvFilter;
 
 fn main() {
     let cli = Cli::parse();
+    // A bad gossip tuning is a bad flag: say so before starting anything.
+    if let Err(e) = cli.gossip_tuning().to_foca() {
+        eprintln!("error: --gossip-probe-interval/--gossip-suspicion: {e}");
+        std::process::exit(2);
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

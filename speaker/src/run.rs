@@ -5,8 +5,8 @@
 //! [`Reporter`] tells the world (a file beside the standalone directory, or
 //! ServiceL2Status and ServiceBGPStatus objects and Events in Kubernetes).
 //!
-//! Both sources push [`Snapshot`]s into a `watch` channel: the directory is polled every
-//! [`POLL`]; the Kubernetes source ([`crate::source::kube`]) sends one after every
+//! Both sources push [`Snapshot`]s into a `watch` channel: the directory is read again
+//! when inotify says it changed (polled every [`POLL`] where it cannot); the Kubernetes source ([`crate::source::kube`]) sends one after every
 //! change once its initial lists are in, and keeps the last one while the API server is
 //! away, so announcing goes on from the last known inputs.
 
@@ -32,10 +32,14 @@ use crate::metrics::{Metrics, Mode};
 use crate::netlink;
 use crate::source::Snapshot;
 use crate::source::dir::DirSource;
+use crate::source::dir_watch::DirWatch;
 use crate::{status, takeover};
 
 /// How often the standalone directory is checked for changes.
 pub const POLL: Duration = Duration::from_millis(100);
+/// How often the standalone directory is still polled while inotify watches it: only a
+/// safety net for file systems that send no events.
+const DIR_FALLBACK_POLL: Duration = Duration::from_secs(1);
 /// How long a starting speaker waits to hear from every known node before announcing
 /// on what it has: a few gossip probe periods.
 const SETTLE: Duration = Duration::from_millis(1500);
@@ -113,7 +117,7 @@ fn write_report(dir: &std::path::Path, r: &Report) {
 }
 
 /// Reads the directory once (an error here stops the speaker: there is nothing to go
-/// on), then polls it every [`POLL`] in a task. A read that fails later keeps the last
+/// on), then again in a task whenever it changes. A read that fails later keeps the last
 /// inputs.
 fn dir_feed(dir: PathBuf, lb_class: Option<String>) -> anyhow::Result<watch::Receiver<Snapshot>> {
     let mut source = DirSource::new(dir.clone(), lb_class);
@@ -122,10 +126,36 @@ fn dir_feed(dir: PathBuf, lb_class: Option<String>) -> anyhow::Result<watch::Rec
         .read()
         .with_context(|| format!("reading {}", dir.display()))?;
     let (tx, rx) = watch::channel(snap);
+    let mut notify = match DirWatch::new(&dir) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(
+                "cannot watch {} for changes ({e}): polling it every {POLL:?}",
+                dir.display()
+            );
+            None
+        }
+    };
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(POLL);
+        let mut tick = tokio::time::interval(if notify.is_some() {
+            DIR_FALLBACK_POLL
+        } else {
+            POLL
+        });
         while !tx.is_closed() {
-            tick.tick().await;
+            match &notify {
+                Some(w) => tokio::select! {
+                    _ = tick.tick() => {}
+                    r = w.changed() => if let Err(e) = r {
+                        warn!("watching {}: {e}; polling it every {POLL:?}", dir.display());
+                        notify = None;
+                        tick = tokio::time::interval(POLL);
+                    }
+                },
+                None => {
+                    tick.tick().await;
+                }
+            }
             if source.changed() {
                 match source.read() {
                     Ok(s) => {
@@ -376,7 +406,19 @@ async fn start_gossip(cli: &Cli, snap: &Snapshot) -> anyhow::Result<Option<Membe
         bind: cli.gossip_bind,
         advertise,
         key,
-        tuning: membership::Tuning::lan(),
+        tuning: cli.gossip_tuning(),
     };
-    Ok(Some(Membership::start(config).await?))
+    // A secret that cannot be read is a mistake to fix (it failed above); a socket that
+    // cannot be bound (the port taken, the address gone) must not take the node's
+    // announcements down with it: readiness alone decides, slower but still correct.
+    match Membership::start(config).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) => {
+            warn!(
+                "gossip cannot start on {} ({e}): Node readiness alone decides who is alive (slower failover)",
+                cli.gossip_bind
+            );
+            Ok(None)
+        }
+    }
 }

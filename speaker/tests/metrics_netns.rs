@@ -171,3 +171,66 @@ fn endpoints_count_real_arp_and_ndp_traffic() {
         "speaker exit: {status:?}"
     );
 }
+
+/// Gossip that cannot start (here: bound to an address the node does not have) must not
+/// take the node's announcements down: Node readiness alone decides, and the metric
+/// says gossip is off.
+#[test]
+fn gossip_that_cannot_start_falls_back_to_readiness() {
+    if !site::is_root() {
+        eprintln!(
+            "SKIP metrics_netns: needs root (network namespaces, raw sockets); CI runs it as root"
+        );
+        return;
+    }
+    require_tools();
+    let mut site = Site::build("gfb");
+    let web = Svc {
+        name: "web".into(),
+        ips: vec![VIP4.parse().unwrap()],
+    };
+    site.write_inputs(std::slice::from_ref(&web));
+    site.write_assignments(std::slice::from_ref(&web));
+    let secret = site.dir.join("gossip.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef").unwrap();
+    let metrics: SocketAddr = "127.0.0.1:7482".parse().unwrap();
+    site.start_speaker(&[
+        "--metrics-addr",
+        &metrics.to_string(),
+        "--health-addr",
+        "127.0.0.1:7483",
+        "--gossip-secret-file",
+        secret.to_str().unwrap(),
+        // Not an address of the node: the bind fails.
+        "--gossip-bind",
+        "203.0.113.77:7946",
+    ]);
+    let announced = wait_for(Duration::from_secs(10), || {
+        site.http_get(metrics, "/metrics").is_some_and(|(_, t)| {
+            sample(
+                &t,
+                &key(
+                    "ferrolb_speaker_announced_ips",
+                    &[("mode", "layer2"), ("family", "ipv4")],
+                ),
+            ) == Some(1.0)
+        })
+    });
+    assert!(site.speaker_running(), "the speaker exited");
+    assert!(announced, "{}", scrape(&site, metrics));
+    assert_eq!(
+        value(
+            &scrape(&site, metrics),
+            "ferrolb_speaker_gossip_enabled",
+            &[]
+        ),
+        0.0
+    );
+    let out = site.exec("client", &format!("arping -c 2 -w 5 -I eth0 {VIP4}"));
+    assert!(
+        out.status.success(),
+        "arping got no answer: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(site.stop_speaker().is_some_and(|s| s.success()));
+}

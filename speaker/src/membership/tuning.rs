@@ -110,12 +110,21 @@ impl Default for Tuning {
 impl Tuning {
     /// Sub-second detection on a LAN (sub-millisecond RTT, no loss to speak of).
     pub fn lan() -> Self {
+        Self::with_probe(Duration::from_millis(10), Duration::from_millis(20))
+    }
+
+    /// The LAN tuning with another probe period and suspicion time: the two knobs that
+    /// trade detection time against traffic and against tolerance of a stalled speaker
+    /// (`--gossip-probe-interval`, `--gossip-suspicion`). The direct probe waits 40% of
+    /// the period, leaving the rest for the indirect round trip, and news goes out twice
+    /// per period.
+    pub fn with_probe(probe_period: Duration, suspect_to_down_after: Duration) -> Self {
         Self {
-            probe_period: Duration::from_millis(50),
-            probe_rtt: Duration::from_millis(20),
+            probe_period,
+            probe_rtt: probe_period * 2 / 5,
             num_indirect_probes: 3,
-            suspect_to_down_after: Duration::from_millis(150),
-            gossip_period: Duration::from_millis(20),
+            suspect_to_down_after,
+            gossip_period: probe_period / 2,
             gossip_fanout: 3,
             max_transmissions: 8,
             announce_period: Duration::from_secs(10),

@@ -9,6 +9,7 @@
 //! half-saved edit must not make every node stop announcing.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -24,7 +25,7 @@ pub struct DirSource {
     dir: PathBuf,
     lb_class: Option<String>,
     last_good: BTreeMap<PathBuf, String>,
-    stamp: Vec<(PathBuf, Option<SystemTime>, u64)>,
+    stamp: Vec<(PathBuf, Option<SystemTime>, u64, u64)>,
 }
 
 fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -60,8 +61,10 @@ impl DirSource {
             .map(|p| {
                 let meta = std::fs::metadata(&p).ok();
                 let mtime = meta.as_ref().and_then(|m| m.modified().ok());
-                let len = meta.map(|m| m.len()).unwrap_or(0);
-                (p, mtime, len)
+                // The inode too: a file renamed over another within one tick of the
+                // file system's clock, with the same length, is still a change.
+                let (len, ino) = meta.map(|m| (m.len(), m.ino())).unwrap_or((0, 0));
+                (p, mtime, len, ino)
             })
             .collect();
         let changed = stamp != self.stamp;

@@ -4,6 +4,7 @@
 //! them apart.
 
 pub mod dir;
+pub mod dir_watch;
 pub mod kube;
 
 use std::collections::BTreeMap;
