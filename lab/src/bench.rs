@@ -19,6 +19,7 @@ use clap::{Args, ValueEnum};
 use crate::commands;
 use crate::exec::{self, wait_until};
 use crate::observe;
+use crate::packages;
 use crate::plan::{self, Cmd};
 use crate::procs::{self, Binaries, Daemon, SpeakerFlags};
 use crate::router::RouterKind;
@@ -741,6 +742,17 @@ fn print_summary(system: System, mode: Mode, s: &Option<Summary>) {
 pub fn failover(state: &StateDir, args: &FailoverArgs) -> anyhow::Result<()> {
     if args.trials == 0 || args.interval_ms == 0 {
         bail!("--trials and --interval-ms must be at least 1");
+    }
+    let missing = packages::missing(
+        &packages::bench_needed(args.systems != Systems::Ferrolb),
+        packages::on_path,
+    );
+    if !missing.is_empty() {
+        bail!(
+            "missing Debian packages: {} (run `{}`)",
+            missing.join(" "),
+            packages::apt_line(&missing).join(" ")
+        );
     }
     if !state.is_lab() {
         println!("no lab up: bringing it up");

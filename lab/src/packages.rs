@@ -57,6 +57,27 @@ const VTYSH: Tool = Tool {
     why: "the router (--router frr)",
 };
 
+const PING: Tool = Tool {
+    program: "ping",
+    package: "iputils-ping",
+    why: "bench failover: the client's pings (-D timestamps)",
+};
+const KEEPALIVED: Tool = Tool {
+    program: "keepalived",
+    package: "keepalived",
+    why: "bench failover: the VRRP baseline",
+};
+
+/// The tools `bench failover` needs besides the lab's: keepalived only when it is
+/// measured.
+pub fn bench_needed(keepalived: bool) -> Vec<Tool> {
+    let mut tools = vec![PING];
+    if keepalived {
+        tools.push(KEEPALIVED);
+    }
+    tools
+}
+
 /// The tools `up` needs with this router.
 pub fn needed(router: RouterKind) -> Vec<Tool> {
     let mut tools = vec![IP, SYSCTL, ARPING, NDISC6];
@@ -127,6 +148,15 @@ mod tests {
                 .iter()
                 .any(|t| t.package == "bird2" || t.package == "frr")
         );
+    }
+
+    #[test]
+    fn the_bench_needs_keepalived_only_to_measure_it() {
+        assert_eq!(
+            missing(&bench_needed(true), |_| false),
+            ["iputils-ping", "keepalived"]
+        );
+        assert_eq!(missing(&bench_needed(false), |_| false), ["iputils-ping"]);
     }
 
     #[test]

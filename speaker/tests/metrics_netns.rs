@@ -17,6 +17,18 @@ use site::{Site, Svc, wait_for};
 const VIP4: &str = "198.51.100.200";
 const VIP6: &str = "2001:db8:51::200";
 
+/// Root and the tools, or a loud SKIP (false) without root.
+fn ready() -> bool {
+    if !site::is_root() {
+        eprintln!(
+            "SKIP metrics_netns: needs root (network namespaces, raw sockets); CI runs it as root"
+        );
+        return false;
+    }
+    require_tools();
+    true
+}
+
 fn require_tools() {
     for (tool, package) in [("arping", "arping"), ("ndisc6", "ndisc6")] {
         let found = std::process::Command::new("sh")
@@ -42,13 +54,9 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[test]
 fn endpoints_count_real_arp_and_ndp_traffic() {
-    if !site::is_root() {
-        eprintln!(
-            "SKIP metrics_netns: needs root (network namespaces, raw sockets); CI runs it as root"
-        );
+    if !ready() {
         return;
     }
-    require_tools();
     let mut site = Site::build("mtr");
     let web = Svc {
         name: "web".into(),
@@ -177,13 +185,9 @@ fn endpoints_count_real_arp_and_ndp_traffic() {
 /// says gossip is off.
 #[test]
 fn gossip_that_cannot_start_falls_back_to_readiness() {
-    if !site::is_root() {
-        eprintln!(
-            "SKIP metrics_netns: needs root (network namespaces, raw sockets); CI runs it as root"
-        );
+    if !ready() {
         return;
     }
-    require_tools();
     let mut site = Site::build("gfb");
     let web = Svc {
         name: "web".into(),

@@ -12,23 +12,24 @@
 //! 3. [`Tuning::suspect_to_down_after`], the time the suspect has to refute;
 //! 4. the prober gossiping `Down`, within one [`Tuning::gossip_period`].
 //!
-//! So p99 ≈ 4–5.5 × probe period + suspicion + gossip period. The defaults (50 ms
-//! period, 20 ms direct RTT, 150 ms suspicion, 20 ms gossip) give, measured:
+//! So p99 ≈ 4–5.5 × probe period + suspicion + gossip period. The defaults (10 ms
+//! period, 4 ms direct RTT, 20 ms suspicion, 5 ms gossip) give, measured:
 //!
-//! | where                                   | N  | p50    | p99    | max    |
-//! |-----------------------------------------|----|--------|--------|--------|
-//! | virtual time, 0.1 ms latency (1000 runs) | 5  | 240 ms | 360 ms | 493 ms |
-//! | virtual time (200 runs)                 | 3  | 233 ms | 315 ms | 344 ms |
-//! | virtual time (200 runs)                 | 10 | 262 ms | 415 ms | 523 ms |
-//! | loopback UDP, 2-core VM (40 runs)        | 5  | 246 ms | 312 ms | 312 ms |
+//! | where                                    | N  | p50   | p99   | max   |
+//! |------------------------------------------|----|-------|-------|-------|
+//! | virtual time, 0.1 ms latency (1000 runs) | 5  | 37 ms | 66 ms | 90 ms |
+//! | loopback UDP, 2-core VM (20 runs)        | 5  | 41 ms | 60 ms | 60 ms |
+//! | the lab, client-visible gap (20 runs)    | 3  | 52 ms | 72 ms | 72 ms |
 //!
-//! (`tests/membership_sim.rs`, `benches/gossip.rs`.) The same structure with a 100 ms
-//! period and 200 ms suspicion measured p50 380 ms, p99 660 ms: too slow for the
-//! Layer2 goal of client-visible failover under 500 ms at p99, which is why the period
-//! is 50 ms. What this costs in robustness: a live speaker is wrongly declared down only
-//! if it answers nothing (no direct, no indirect `Ack`, no refutation) for about
-//! probe period + suspicion = 200 ms; it then rejoins at once under a renewed identity
-//! (see [`super::identity`]), so a stall that long moves its IPs and back.
+//! (`tests/membership_sim.rs`, `benches/gossip.rs`, `ferrolb-lab bench failover --mode
+//! crash`, where keepalived at 100 ms adverts measured p99 340 ms in the same run.) The
+//! earlier 50 ms period with 150 ms suspicion measured p99 312–360 ms: no better than
+//! VRRP. What the speed costs in robustness: a live speaker is wrongly declared down
+//! if it answers nothing (no direct, no indirect `Ack`, no refutation) for about probe
+//! period + suspicion = 30 ms; it then rejoins at once under a renewed identity (see
+//! [`super::identity`]), so a stall that long moves its IPs and back. Where speakers can
+//! be starved of CPU that long, `--gossip-probe-interval` and `--gossip-suspicion`
+//! ([`Tuning::with_probe`]) buy tolerance with detection time.
 //!
 //! A graceful leave is told to every member directly: peers drop the node within a
 //! millisecond (loopback: p99 1 ms).
@@ -36,13 +37,14 @@
 //! # Traffic
 //!
 //! It does not grow with the cluster: in steady state each speaker sends one `Ping` per
-//! probe period and answers on average one, 2 datagrams per period, 40/s. A datagram is
+//! probe period and answers on average one, 2 datagrams per period. A datagram is
 //! the 51-byte envelope ([`super::auth`]) plus foca's header, which carries two
 //! identities (name, address, bump): 102 bytes with 6-letter node names, plus 2 bytes
 //! per extra letter of node name. Gossip is only sent when there is news. Measured on
-//! loopback, per node, for N = 3, 4, …, 10 alike: 40 datagrams/s, 4.0 KB/s of UDP
-//! payload, 5.1 KB/s on the wire (IPv4) in each direction; with 30-letter node names,
-//! about 6 KB/s and 7.1 KB/s. Announces add one exchange per [`Tuning::announce_period`]
+//! loopback, per node, for N = 3, 4, …, 10 alike, with the defaults: 180 datagrams/s
+//! (timer granularity keeps it under the nominal 200), 18.4 KB/s of UDP payload,
+//! 23.4 KB/s on the wire (IPv4) in each direction: about 0.2 Mbit/s. With a 50 ms
+//! period: 40 datagrams/s, 5.1 KB/s on the wire. Announces add one exchange per [`Tuning::announce_period`]
 //! whose reply lists up to every member (about 40 bytes each), the only term that grows
 //! with N, and seeds that are not live get one small announce per
 //! [`Tuning::rejoin_period`].
