@@ -33,13 +33,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferrolb_tests::bgp::bird::Bird;
 use ferrolb_tests::bgp::capture::{self, Capture};
-use ferrolb_tests::bgp::site::{self, Node, Service};
+use ferrolb_tests::bgp::site::{self, NODE_AS, Node, ROUTER_AS, Service};
 use ferrolb_tests::bgp::speaker::{self, Speaker};
 use ferrolb_tests::bgp::{self, Neighbor, Net, RouterConfig, have, is_root};
 use serde_json::json;
 
-const ROUTER_AS: u32 = 64500;
-const NODE_AS: u32 = 64512;
 /// Longest wait for one UPDATE; a trial past it is reported as failed.
 const LIMIT: Duration = Duration::from_secs(10);
 /// Time for the speaker to read a change that has no effect on the wire (two polls of
@@ -93,17 +91,8 @@ fn run(bin: &Path, n: usize) -> bgp::Result<(Vec<Sample>, Vec<Sample>)> {
         addresses: vec![h.ipv4.into()],
     }];
     let objects = [
-        (
-            "BGPPeer",
-            "router",
-            json!({"myASN": NODE_AS, "peerASN": ROUTER_AS, "peerAddress": net.router.ipv4.to_string(),
-                   "holdTime": "9s", "keepaliveTime": "3s", "connectTime": "1s"}),
-        ),
-        (
-            "BGPAdvertisement",
-            "bgp",
-            json!({"ipAddressPools": [site::POOL]}),
-        ),
+        site::peer("router", net.router.ipv4.into(), ROUTER_AS, json!({})),
+        site::advertisement("bgp", json!({})),
     ];
     site::write(
         &dir,

@@ -26,14 +26,12 @@ use std::time::{Duration, Instant};
 
 use ferrolb_tests::bgp::bird::Bird;
 use ferrolb_tests::bgp::gobgp::Gobgp;
-use ferrolb_tests::bgp::site::{self, Node, Service};
+use ferrolb_tests::bgp::site::{self, NODE_AS, Node, ROUTER_AS, Service};
 use ferrolb_tests::bgp::speaker::{self, Speaker};
 use ferrolb_tests::bgp::{self, Neighbor, Net, RouterConfig, is_root, procfs};
 use ipnet::IpNet;
 use serde_json::json;
 
-const ROUTER_AS: u32 = 64500;
-const NODE_AS: u32 = 64512;
 const POLL: Duration = Duration::from_millis(10);
 /// A run that has not delivered everything by then is reported as failed.
 const RUN_LIMIT: Duration = Duration::from_secs(180);
@@ -149,17 +147,8 @@ fn ferrolb_site(net: &Net, dir: &std::path::Path) -> bgp::Result<()> {
         addresses: vec![h.ipv4.into(), h.ipv6.into()],
     }];
     let objects = [
-        (
-            "BGPPeer",
-            "router",
-            json!({"myASN": NODE_AS, "peerASN": ROUTER_AS, "peerAddress": net.router.ipv6.to_string(),
-                   "holdTime": "9s", "keepaliveTime": "3s", "connectTime": "1s"}),
-        ),
-        (
-            "BGPAdvertisement",
-            "bgp",
-            json!({"ipAddressPools": [site::POOL], "aggregationLengthV6": 128}),
-        ),
+        site::peer("router", net.router.ipv6.into(), ROUTER_AS, json!({})),
+        site::advertisement("bgp", json!({"aggregationLengthV6": 128})),
     ];
     site::write(
         dir,

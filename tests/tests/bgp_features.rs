@@ -12,177 +12,42 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ferrolb_tests::bgp::bird::Bird;
 use ferrolb_tests::bgp::exabgp::Exabgp;
 use ferrolb_tests::bgp::gobgp::Gobgp;
-use ferrolb_tests::bgp::netns;
-use ferrolb_tests::bgp::route::{Route, sorted};
-use ferrolb_tests::bgp::site::{self, Node, Service};
-use ferrolb_tests::bgp::speaker::{self, Speaker};
-use ferrolb_tests::bgp::{Neighbor, Net, RouterConfig, have, is_root, run, wait_for};
-use serde_json::{Value, json};
+use ferrolb_tests::bgp::site::{NODE_AS, ROUTER_AS, Service, advertisement, peer};
+use ferrolb_tests::bgp::testbed::{
+    LIMIT, POLL, Site, VIP, WEB_ROUTE, ip, pairs, ready, wait_routes, want, web,
+};
+use ferrolb_tests::bgp::{Net, RouterConfig, netns, run, wait_for};
+use serde_json::json;
 
-const ROUTER_AS: u32 = 64500;
-const NODE_AS: u32 = 64512;
 /// The AS of the raw TCP peer of the malformed-message tests.
 const RAW_AS: u16 = 64501;
-/// Longest wait for a session or a route (timers are seconds; most take milliseconds).
-const LIMIT: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(50);
-const VIP: &str = "203.0.113.10";
 
-fn ready(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("SKIP bgp_features::{test}: needs root (network namespaces); CI runs it as root");
-        return false;
+/// Runs `check` every `every` for `window` (at most 1000 times): for what must hold
+/// all along, not only in the end.
+fn throughout(window: Duration, every: Duration, mut check: impl FnMut()) {
+    let start = Instant::now();
+    let mut polls = 0;
+    while start.elapsed() < window && polls < 1000 {
+        polls += 1;
+        check();
+        std::thread::sleep(every);
     }
-    for tool in [
-        "bird", "birdc", "gobgpd", "gobgp", "exabgp", "vtysh", "nstat", "ss",
-    ] {
-        assert!(
-            have(tool),
-            "`{tool}` is missing: apt-get install -y bird2 frr gobgpd exabgp iproute2"
+}
+
+/// Asserts BIRD's session with the speaker does not come up for `window`.
+fn assert_never_established(s: &Site, bird: &Bird, window: Duration, why: &str) {
+    throughout(window, Duration::from_millis(100), || {
+        assert_ne!(
+            bird.state(s.node()).as_deref(),
+            Some("Established"),
+            "{why}"
         );
-    }
-    true
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
-}
-
-/// A site whose node 1 runs a speaker in host 1's namespace; further hosts of `net`
-/// are free for other peers.
-struct Site {
-    net: Net,
-    dir: PathBuf,
-    speaker: Option<Speaker>,
-    starts: usize,
-}
-
-impl Site {
-    fn new(tag: &str, hosts: usize) -> Site {
-        let net = Net::new(tag, hosts).unwrap();
-        let dir = net.subdir("site").unwrap();
-        Site {
-            net,
-            dir,
-            speaker: None,
-            starts: 0,
-        }
-    }
-
-    /// Writes `site.yaml`: node1 (host 1) and the given BGP objects.
-    fn configure(&self, bgp: &[(&str, String, Value)]) {
-        let nodes = [Node {
-            name: "node1".into(),
-            addresses: vec![self.net.host(1).ipv4.into(), self.net.host(1).ipv6.into()],
-        }];
-        let bgp: Vec<(&str, &str, Value)> = bgp
-            .iter()
-            .map(|(k, n, v)| (*k, n.as_str(), v.clone()))
-            .collect();
-        let text = site::site_yaml(&nodes, &["203.0.113.0/24", "2001:db8:113::/120"], &bgp);
-        site::write(&self.dir, "site.yaml", &text).unwrap();
-    }
-
-    fn services(&self, services: &[Service]) {
-        let h = self.net.host(1).clone();
-        site::write_services(&self.dir, services, &|_, v6| h.addr(v6)).unwrap();
-    }
-
-    /// Starts node1's speaker (a previous one must have been stopped).
-    fn start(&mut self) {
-        assert!(self.speaker.is_none(), "one speaker at a time");
-        self.starts += 1;
-        let bin = speaker::binary().unwrap();
-        let log = self.net.dir().join(format!("speaker-{}.log", self.starts));
-        let s = Speaker::start(&bin, &self.net.host(1).ns, "node1", &self.dir, &[], &log).unwrap();
-        self.speaker = Some(s);
-    }
-
-    /// SIGTERM (SIGKILL after 5 s): the speaker's own orderly shutdown.
-    fn stop(&mut self) {
-        if let Some(mut s) = self.speaker.take() {
-            s.daemon.stop(Duration::from_secs(5));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.speaker
-            .as_ref()
-            .map(|s| std::fs::read_to_string(&s.daemon.log).unwrap_or_default())
-            .unwrap_or_default()
-    }
-
-    fn node(&self) -> IpAddr {
-        self.net.host(1).ipv4.into()
-    }
-
-    fn router(&self) -> IpAddr {
-        self.net.router.ipv4.into()
-    }
-}
-
-/// A BGPPeer spec with short timers, `extra` merged in.
-fn peer(name: &str, address: IpAddr, peer_as: u32, extra: Value) -> (&'static str, String, Value) {
-    let mut spec = json!({
-        "myASN": NODE_AS,
-        "peerASN": peer_as,
-        "peerAddress": address.to_string(),
-        "holdTime": "9s",
-        "keepaliveTime": "3s",
-        "connectTime": "1s",
     });
-    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-        s.extend(e.clone());
-    }
-    ("BGPPeer", name.to_string(), spec)
-}
-
-fn advertisement(name: &str, spec: Value) -> (&'static str, String, Value) {
-    let mut s = json!({"ipAddressPools": [site::POOL]});
-    if let (Some(o), Some(e)) = (s.as_object_mut(), spec.as_object()) {
-        o.extend(e.clone());
-    }
-    ("BGPAdvertisement", name.to_string(), s)
-}
-
-fn web() -> Service {
-    Service::new("web", &[ip(VIP)], &["node1"])
-}
-
-/// BIRD in the router namespace with host 1 (the speaker) as its only neighbour.
-fn bird_for(s: &Site, n: Neighbor, edit: impl FnOnce(&mut RouterConfig)) -> Bird {
-    let mut cfg = RouterConfig::new(ROUTER_AS, s.net.router.ipv4, s.net.router.ipv4).neighbor(n);
-    edit(&mut cfg);
-    Bird::start(&s.net.router.ns, s.net.subdir("bird").unwrap(), cfg, false).unwrap()
-}
-
-fn pairs(routes: &[Route]) -> Vec<(ipnet::IpNet, IpAddr)> {
-    let mut have: Vec<(ipnet::IpNet, IpAddr)> = routes
-        .iter()
-        .filter_map(|r| Some((r.prefix?, r.next_hop?)))
-        .collect();
-    have.sort();
-    have
-}
-
-/// Waits until `routes()` holds exactly the (prefix, next hop) pairs `want`.
-fn wait_routes(what: &str, want: &[(&str, IpAddr)], routes: impl Fn() -> Vec<Route>) -> Vec<Route> {
-    let mut want: Vec<(ipnet::IpNet, IpAddr)> = want
-        .iter()
-        .map(|(p, nh)| (p.parse().unwrap(), *nh))
-        .collect();
-    want.sort();
-    let got = wait_for(LIMIT, POLL, || {
-        let r = sorted(routes());
-        (pairs(&r) == want).then_some(r)
-    });
-    got.unwrap_or_else(|| panic!("{what}: want {want:?}, router has {:#?}", routes()))
 }
 
 /// `TcpExtTCPMD5Failure` in namespace `ns` (a fresh namespace starts at 0).
@@ -207,32 +72,25 @@ fn md5_failures(ns: &str) -> u64 {
 
 // --- TCP MD5 ----------------------------------------------------------------------------
 
+/// The speaker's key for the router.
+const MD5_KEY: &str = "ferrolb-md5-key";
+
+/// A started speaker with [`MD5_KEY`] for the router, and BIRD using `bird_key` for the
+/// speaker.
+fn md5_site(tag: &str, bird_key: &str) -> (Site, Bird) {
+    let mut s = Site::with_router(tag, json!({"password": MD5_KEY}), json!({}));
+    let bird = s.bird(s.neighbor().md5(bird_key), |_| {});
+    s.start();
+    (s, bird)
+}
+
 #[test]
 fn md5_right_password_establishes_and_the_route_arrives() {
     if !ready("md5_right_password_establishes_and_the_route_arrives") {
         return;
     }
-    let mut s = Site::new("ft-md5ok", 1);
-    s.configure(&[
-        peer(
-            "router",
-            s.router(),
-            ROUTER_AS,
-            json!({"password": "ferrolb-md5-key"}),
-        ),
-        advertisement("bgp", json!({})),
-    ]);
-    s.services(&[web()]);
-    let bird = bird_for(
-        &s,
-        Neighbor::new(s.net.host(1).ipv4, NODE_AS).md5("ferrolb-md5-key"),
-        |_| {},
-    );
-    s.start();
-    bird.wait_established(s.node(), LIMIT).unwrap();
-    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
-        bird.routes().unwrap()
-    });
+    let (s, bird) = md5_site("ft-md5ok", MD5_KEY);
+    s.wait_web(&bird);
     // The segments were really signed: the kernel rejected none of them.
     assert_eq!(md5_failures(&s.net.router.ns), 0);
 }
@@ -242,36 +100,14 @@ fn md5_wrong_password_never_establishes() {
     if !ready("md5_wrong_password_never_establishes") {
         return;
     }
-    let mut s = Site::new("ft-md5bad", 1);
-    s.configure(&[
-        peer(
-            "router",
-            s.router(),
-            ROUTER_AS,
-            json!({"password": "ferrolb-md5-key"}),
-        ),
-        advertisement("bgp", json!({})),
-    ]);
-    s.services(&[web()]);
-    let bird = bird_for(
-        &s,
-        Neighbor::new(s.net.host(1).ipv4, NODE_AS).md5("another-key"),
-        |_| {},
-    );
-    s.start();
+    let (s, bird) = md5_site("ft-md5bad", "another-key");
     // Several connect attempts each way (connect time 1 s) fit in this window.
-    let window = Duration::from_secs(6);
-    let start = Instant::now();
-    let mut polls = 0;
-    while start.elapsed() < window && polls < 1000 {
-        polls += 1;
-        assert_ne!(
-            bird.state(s.node()).as_deref(),
-            Some("Established"),
-            "a session with mismatched MD5 keys came up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_never_established(
+        &s,
+        &bird,
+        Duration::from_secs(6),
+        "a session with mismatched MD5 keys came up",
+    );
     assert!(bird.routes().unwrap().is_empty());
     let failures = md5_failures(&s.net.router.ns) + md5_failures(&s.net.host(1).ns);
     assert!(
@@ -287,18 +123,10 @@ fn passive_peer_is_dialed_by_the_router() {
     if !ready("passive_peer_is_dialed_by_the_router") {
         return;
     }
-    let mut s = Site::new("ft-passive", 1);
-    s.configure(&[
-        peer("router", s.router(), ROUTER_AS, json!({"passive": true})),
-        advertisement("bgp", json!({})),
-    ]);
-    s.services(&[web()]);
-    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |_| {});
+    let mut s = Site::with_router("ft-passive", json!({"passive": true}), json!({}));
+    let bird = s.bird(s.neighbor(), |_| {});
     s.start();
-    bird.wait_established(s.node(), LIMIT).unwrap();
-    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
-        bird.routes().unwrap()
-    });
+    s.wait_web(&bird);
     // The router dialed: the speaker's end of the session is its port 179.
     let ss = s
         .net
@@ -321,14 +149,9 @@ fn ibgp_carries_the_advertisement_local_pref() {
         advertisement("bgp", json!({"localPref": 150})),
     ]);
     s.services(&[web()]);
-    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |c| {
-        c.asn = NODE_AS
-    });
+    let bird = s.bird(s.neighbor(), |c| c.asn = NODE_AS);
     s.start();
-    bird.wait_established(s.node(), LIMIT).unwrap();
-    let r = wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
-        bird.routes().unwrap()
-    });
+    let r = s.wait_web(&bird);
     assert_eq!(r[0].local_pref, Some(150));
     assert_eq!(
         r[0].as_path,
@@ -371,8 +194,7 @@ fn exabgp_sees_communities_aliases_aggregation_and_ipv6_next_hop() {
         &[ip(VIP), ip("2001:db8:113::10")],
         &["node1"],
     )]);
-    let cfg = RouterConfig::new(ROUTER_AS, s.net.router.ipv4, s.net.router.ipv4)
-        .neighbor(Neighbor::new(s.net.host(1).ipv4, NODE_AS));
+    let cfg = s.router_config(s.neighbor());
     let exa = Exabgp::start(&s.net.router.ns, s.net.subdir("exabgp").unwrap(), cfg).unwrap();
     s.start();
     exa.wait_established(s.node(), LIMIT).unwrap();
@@ -412,12 +234,9 @@ fn local_service_route_goes_when_its_endpoints_go() {
     let mut svc = web();
     svc.local = true;
     s.services(std::slice::from_ref(&svc));
-    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |_| {});
+    let bird = s.bird(s.neighbor(), |_| {});
     s.start();
-    bird.wait_established(s.node(), LIMIT).unwrap();
-    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
-        bird.routes().unwrap()
-    });
+    s.wait_web(&bird);
     // The Service and its address stay; only its last endpoint goes.
     svc.endpoints_on.clear();
     s.services(std::slice::from_ref(&svc));
@@ -430,7 +249,7 @@ fn local_service_route_goes_when_its_endpoints_go() {
     s.services(std::slice::from_ref(&svc));
     wait_routes(
         "BIRD after the endpoint came back",
-        &[("203.0.113.10/32", s.node())],
+        &[(WEB_ROUTE, s.node())],
         || bird.routes().unwrap(),
     );
 }
@@ -442,19 +261,13 @@ fn gobgp_receives_the_service_route() {
     if !ready("gobgp_receives_the_service_route") {
         return;
     }
-    let mut s = Site::new("ft-gobgp", 1);
-    s.configure(&[
-        peer("router", s.router(), ROUTER_AS, json!({})),
-        advertisement("bgp", json!({"communities": ["64512:100"]})),
-    ]);
-    s.services(&[web()]);
+    let mut s = Site::with_router("ft-gobgp", json!({}), json!({"communities": ["64512:100"]}));
     // GoBGP dials late (5–10 s): it waits for the speaker.
-    let cfg = RouterConfig::new(ROUTER_AS, s.net.router.ipv4, s.net.router.ipv4)
-        .neighbor(Neighbor::new(s.net.host(1).ipv4, NODE_AS).passive());
+    let cfg = s.router_config(s.neighbor().passive());
     let gobgp = Gobgp::start(&s.net.router.ns, s.net.subdir("gobgp").unwrap(), cfg).unwrap();
     s.start();
     gobgp.wait_established(s.node(), LIMIT).unwrap();
-    let r = wait_routes("GoBGP", &[("203.0.113.10/32", s.node())], || {
+    let r = wait_routes("GoBGP", &[(WEB_ROUTE, s.node())], || {
         gobgp.routes().unwrap()
     });
     assert_eq!(r[0].as_path, [NODE_AS]);
@@ -586,12 +399,9 @@ fn raw_site(tag: &str) -> (Site, Bird, TcpListener) {
     let listener = in_netns(&s.net.host(2).ns, move || {
         TcpListener::bind(SocketAddr::new(raw, 179)).expect("bind the raw peer's port 179")
     });
-    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |_| {});
+    let bird = s.bird(s.neighbor(), |_| {});
     s.start();
-    bird.wait_established(s.node(), LIMIT).unwrap();
-    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
-        bird.routes().unwrap()
-    });
+    s.wait_web(&bird);
     (s, bird, listener)
 }
 
@@ -619,7 +429,7 @@ fn assert_router_undisturbed(s: &Site, bird: &Bird, line_before: &str) {
     assert_eq!(router_downs, 0, "log:\n{}", s.log());
     wait_routes(
         "BIRD after the raw peer's errors",
-        &[("203.0.113.10/32", s.node())],
+        &[(WEB_ROUTE, s.node())],
         || bird.routes().unwrap(),
     );
 }
@@ -714,36 +524,26 @@ fn graceful_restart_keeps_the_route_through_a_speaker_restart() {
     ]);
     let old = Service::new("old", &[ip("203.0.113.20")], &["node1"]);
     s.services(&[web(), old]);
-    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |c| {
-        c.graceful_restart = true
-    });
+    let bird = s.bird(s.neighbor(), |c| c.graceful_restart = true);
     s.start();
     bird.wait_established(s.node(), LIMIT).unwrap();
-    let both = [("203.0.113.10/32", s.node()), ("203.0.113.20/32", s.node())];
+    let both = [(WEB_ROUTE, s.node()), ("203.0.113.20/32", s.node())];
     wait_routes("BIRD", &both, || bird.routes().unwrap());
 
     // A rolling upgrade: SIGTERM; while it is away, Service `old` goes.
     s.stop();
     s.services(&[web()]);
-    let mut want: Vec<(ipnet::IpNet, IpAddr)> = both
-        .iter()
-        .map(|(p, nh)| (p.parse().unwrap(), *nh))
-        .collect();
-    want.sort();
-    let held = |what: &str| assert_eq!(pairs(&bird.routes().unwrap()), want, "{what}");
-    let gone = Instant::now();
-    let mut polls = 0;
-    while gone.elapsed() < Duration::from_secs(2) && polls < 100 {
-        polls += 1;
-        held("BIRD dropped the routes while the speaker was away");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let kept = want(&both);
+    let held = |what: &str| assert_eq!(pairs(&bird.routes().unwrap()), kept, "{what}");
+    throughout(Duration::from_secs(2), Duration::from_millis(50), || {
+        held("BIRD dropped the routes while the speaker was away")
+    });
     assert_ne!(bird.state(s.node()).as_deref(), Some("Established"));
 
     // Back: until the session is up again BIRD keeps both (stale) routes …
     s.start();
     let start = Instant::now();
-    polls = 0;
+    let mut polls = 0;
     while bird.state(s.node()).as_deref() != Some("Established") {
         polls += 1;
         assert!(
@@ -755,19 +555,14 @@ fn graceful_restart_keeps_the_route_through_a_speaker_restart() {
     }
     // … and after End-of-RIB only what the speaker announced again: `old` is flushed,
     // `web` never left.
-    wait_routes(
-        "BIRD after End-of-RIB",
-        &[("203.0.113.10/32", s.node())],
-        || {
-            let r = bird.routes().unwrap();
-            assert!(
-                r.iter()
-                    .any(|r| r.prefix() == "203.0.113.10/32".parse().unwrap()),
-                "the kept route went away after the restart: {r:?}"
-            );
-            r
-        },
-    );
+    wait_routes("BIRD after End-of-RIB", &[(WEB_ROUTE, s.node())], || {
+        let r = bird.routes().unwrap();
+        assert!(
+            r.iter().any(|r| r.prefix() == WEB_ROUTE.parse().unwrap()),
+            "the kept route went away after the restart: {r:?}"
+        );
+        r
+    });
 }
 
 #[test]
@@ -775,25 +570,14 @@ fn hold_timer_expiry_drops_the_session_with_a_frozen_router() {
     if !ready("hold_timer_expiry_drops_the_session_with_a_frozen_router") {
         return;
     }
-    let mut s = Site::new("ft-hold", 1);
-    s.configure(&[
-        peer(
-            "router",
-            s.router(),
-            ROUTER_AS,
-            json!({"holdTime": "3s", "keepaliveTime": "1s"}),
-        ),
-        advertisement("bgp", json!({})),
-    ]);
-    s.services(&[web()]);
-    let bird = bird_for(&s, Neighbor::new(s.net.host(1).ipv4, NODE_AS), |c| {
-        c.hold_time = 3
-    });
+    let mut s = Site::with_router(
+        "ft-hold",
+        json!({"holdTime": "3s", "keepaliveTime": "1s"}),
+        json!({}),
+    );
+    let bird = s.bird(s.neighbor(), |c| c.hold_time = 3);
     s.start();
-    bird.wait_established(s.node(), LIMIT).unwrap();
-    wait_routes("BIRD", &[("203.0.113.10/32", s.node())], || {
-        bird.routes().unwrap()
-    });
+    s.wait_web(&bird);
     let expired = |s: &Site| {
         s.log()
             .lines()
@@ -910,8 +694,7 @@ impl Drop for Far {
 
 /// BIRD in `far`, multihop towards the speaker.
 fn far_bird(s: &Site, far: &Far) -> Bird {
-    let cfg = RouterConfig::new(ROUTER_AS, far.addr, far.addr)
-        .neighbor(Neighbor::new(s.net.host(1).ipv4, NODE_AS).multihop(2));
+    let cfg = RouterConfig::new(ROUTER_AS, far.addr, far.addr).neighbor(s.neighbor().multihop(2));
     Bird::start(&far.ns, s.net.subdir("far-bird").unwrap(), cfg, false).unwrap()
 }
 
@@ -931,17 +714,12 @@ fn ebgp_multihop_reaches_a_router_two_hops_away_and_ttl_1_does_not() {
     s.services(&[web()]);
     let bird = far_bird(&s, &far);
     s.start();
-    let start = Instant::now();
-    let mut polls = 0;
-    while start.elapsed() < Duration::from_secs(5) && polls < 100 {
-        polls += 1;
-        assert_ne!(
-            bird.state(s.node()).as_deref(),
-            Some("Established"),
-            "an eBGP session two hops away came up with TTL 1"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_never_established(
+        &s,
+        &bird,
+        Duration::from_secs(5),
+        "an eBGP session two hops away came up with TTL 1",
+    );
     // With it: TTL 255, the session forms and the route arrives (its next hop is the
     // node, reached through the router).
     s.configure(&[
@@ -949,7 +727,7 @@ fn ebgp_multihop_reaches_a_router_two_hops_away_and_ttl_1_does_not() {
         advertisement("bgp", json!({})),
     ]);
     bird.wait_established(s.node(), LIMIT).unwrap();
-    let r = wait_routes("far BIRD", &[("203.0.113.10/32", s.node())], || {
+    let r = wait_routes("far BIRD", &[(WEB_ROUTE, s.node())], || {
         bird.routes().unwrap()
     });
     assert_eq!(r[0].as_path, [NODE_AS]);

@@ -10,6 +10,10 @@
 //!   the daemon received, with their attributes, as [`route::Route`]s.
 //! - [`capture`]: UPDATEs on the wire, timestamped by the kernel (tcpdump), decoded.
 //! - [`mrt`]: an MRT (RFC 6396) RIB dump writer, to load many routes into GoBGP at once.
+//! - [`site`]: the site directory `ferrolb-speaker --source dir:` reads, and the BGP
+//!   objects in it; [`speaker`]: the speaker binary, built once, run in a namespace.
+//! - [`testbed`]: one speaker against BIRD (or another daemon) for the integration
+//!   tests: namespaces, site directory and speaker together, bounded route waits.
 //!
 //! Every wait is bounded in time ([`wait_for`]).
 
@@ -26,6 +30,7 @@ pub mod procfs;
 pub mod route;
 pub mod site;
 pub mod speaker;
+pub mod testbed;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

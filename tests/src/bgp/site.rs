@@ -2,7 +2,8 @@
 //! test instead of the controller: Nodes, an address pool, BGPPeers, BGPAdvertisements,
 //! LoadBalancer Services with their addresses already assigned (Service status and
 //! `.ferrolb/assignments.yaml`, as the controller would write them) and EndpointSlices
-//! placing each Service's endpoints on chosen nodes.
+//! placing each Service's endpoints on chosen nodes; and the BGP objects the tests and
+//! benches put in it ([`peer`], [`advertisement`]), with the AS numbers they use.
 //!
 //! Documents are written as JSON, which is YAML. Files are replaced atomically (write,
 //! then rename), so the speaker never reads half a file.
@@ -45,6 +46,41 @@ pub struct Node {
 
 pub const POOL: &str = "bgp";
 pub const NAMESPACE: &str = "ferrolb-system";
+/// The router's AS (the daemon facing the speaker).
+pub const ROUTER_AS: u32 = 64500;
+/// The nodes' AS (`myASN` of every [`peer`]).
+pub const NODE_AS: u32 = 64512;
+
+/// One BGP object of `site.yaml`: (kind, name, spec).
+pub type Object = (&'static str, String, Value);
+
+/// Adds the fields of `extra` (an object) to `base`, replacing those it names.
+fn merged(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
+/// A BGPPeer from every node ([`NODE_AS`]) to `address` in `peer_as`, with short
+/// timers (hold 9 s, keepalive 3 s, connect 1 s); `extra` fields added or replacing.
+pub fn peer(name: &str, address: IpAddr, peer_as: u32, extra: Value) -> Object {
+    let spec = json!({
+        "myASN": NODE_AS,
+        "peerASN": peer_as,
+        "peerAddress": address.to_string(),
+        "holdTime": "9s",
+        "keepaliveTime": "3s",
+        "connectTime": "1s",
+    });
+    ("BGPPeer", name.to_string(), merged(spec, extra))
+}
+
+/// A BGPAdvertisement of the pool [`POOL`], `spec` fields added.
+pub fn advertisement(name: &str, spec: Value) -> Object {
+    let base = json!({"ipAddressPools": [POOL]});
+    ("BGPAdvertisement", name.to_string(), merged(base, spec))
+}
 
 fn docs_text(docs: &[Value]) -> String {
     let mut out = String::from("# Written by the FerroLB BGP test harness.\n");
@@ -58,7 +94,11 @@ fn docs_text(docs: &[Value]) -> String {
 
 /// `site.yaml`: Nodes, the pool `bgp` over `ranges`, and the given BGP objects
 /// (`spec` JSON each: BGPPeer, BGPAdvertisement, Community, as `(kind, name, spec)`).
-pub fn site_yaml(nodes: &[Node], ranges: &[&str], bgp: &[(&str, &str, Value)]) -> String {
+pub fn site_yaml<S: AsRef<str>>(
+    nodes: &[Node],
+    ranges: &[&str],
+    bgp: &[(&str, S, Value)],
+) -> String {
     let mut docs: Vec<Value> = nodes
         .iter()
         .map(|n| {
@@ -89,7 +129,7 @@ pub fn site_yaml(nodes: &[Node], ranges: &[&str], bgp: &[(&str, &str, Value)]) -
         docs.push(json!({
             "apiVersion": "ferrolb.io/v1beta1",
             "kind": kind,
-            "metadata": {"name": name, "namespace": NAMESPACE},
+            "metadata": {"name": name.as_ref(), "namespace": NAMESPACE},
             "spec": spec,
         }));
     }
@@ -252,5 +292,25 @@ mod tests {
         );
         assert_eq!(site.matches("---\n").count(), 3);
         assert!(site.contains(r#""kind":"BGPPeer""#));
+    }
+
+    #[test]
+    fn peer_and_advertisement_take_extra_fields() {
+        let (kind, name, spec) = peer(
+            "router",
+            "198.51.100.1".parse().unwrap(),
+            ROUTER_AS,
+            json!({"holdTime": "3s", "passive": true}),
+        );
+        assert_eq!((kind, name.as_str()), ("BGPPeer", "router"));
+        assert_eq!(spec["myASN"], NODE_AS);
+        assert_eq!(spec["peerASN"], ROUTER_AS);
+        assert_eq!(spec["peerAddress"], "198.51.100.1");
+        assert_eq!(spec["holdTime"], "3s");
+        assert_eq!(spec["keepaliveTime"], "3s");
+        assert_eq!(spec["passive"], true);
+        let (kind, _, spec) = advertisement("bgp", json!({"localPref": 150}));
+        assert_eq!(kind, "BGPAdvertisement");
+        assert_eq!(spec, json!({"ipAddressPools": [POOL], "localPref": 150}));
     }
 }
