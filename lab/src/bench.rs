@@ -61,6 +61,10 @@ pub struct FailoverArgs {
     /// Which systems to measure.
     #[arg(long, value_enum, default_value = "both")]
     pub systems: Systems,
+    /// keepalived's VRRP advert interval, in milliseconds (VRRPv3 counts centiseconds:
+    /// 10 at the least). A backup takes over after 3 missed adverts plus its skew.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=40950))]
+    pub keepalived_advert_ms: u64,
     /// A trial that sees no reply this long after the failure fails.
     #[arg(long, default_value_t = 10)]
     pub trial_timeout_s: u64,
@@ -142,7 +146,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-/// keepalived's configuration for node `k` (1-based): VRRPv3, 100 ms adverts, node1
+/// keepalived's configuration for node `k` (1-based): VRRPv3, adverts every `advert_s`, node1
 /// has the highest priority (master), the VIP on `eth0`.
 pub fn keepalived_conf(k: usize, vip: Ipv4Addr, advert_s: f64) -> String {
     let priority = 200usize.saturating_sub(10 * k).max(1);
@@ -610,12 +614,11 @@ impl Lab {
         for (i, n) in self.topology.nodes.iter().enumerate() {
             state::write(
                 &dir.join(format!("{}.conf", n.name)),
-                &keepalived_conf(i + 1, self.vip, 0.1),
+                &keepalived_conf(i + 1, self.vip, args.keepalived_advert_ms as f64 / 1000.0),
                 0o644,
             )?;
             self.spawn_keepalived(n)?;
         }
-        let _ = args;
         Ok(())
     }
 
@@ -794,7 +797,10 @@ pub fn failover(state: &StateDir, args: &FailoverArgs) -> anyhow::Result<()> {
         );
     }
     if args.systems != Systems::Ferrolb {
-        println!("\nstopping FerroLB's speakers, starting keepalived (VRRPv3, advert_int 0.1)");
+        println!(
+            "\nstopping FerroLB's speakers, starting keepalived (VRRPv3, advert_int {})",
+            args.keepalived_advert_ms as f64 / 1000.0
+        );
         lab.stop_speakers()?;
         let outcome = lab
             .start_keepalived(args)
