@@ -41,16 +41,33 @@ pub enum LoadError {
     },
 }
 
+/// The YAML parser's limits for one file. Its defaults (1,024 documents, 250,000 nodes)
+/// are sized for configuration files and refuse a standalone directory's file of a few
+/// hundred Services with their EndpointSlices. These files are the operator's own, so
+/// the limits on size go up to what the input size cap (256 MiB) allows, while those
+/// against alias expansion ("billion laughs") stay at the parser's defaults.
+fn file_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 1_000_000,
+            max_nodes: 50_000_000,
+            max_events: 100_000_000,
+            max_total_scalar_bytes: 256 * 1024 * 1024,
+        },
+    }
+}
+
 impl Inputs {
     /// Parses multi-document YAML. `origin` names the source in errors (a file name).
     /// Documents of other kinds are skipped: users pass whole application manifests.
     /// `List` documents are expanded. MetalLB's `metallb.io/v1beta1` IPAddressPools are
     /// read as FerroLB's, so a MetalLB configuration can be previewed unchanged.
     pub fn parse(&mut self, text: &str, origin: &str) -> Result<(), LoadError> {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| LoadError::Yaml {
-            origin: origin.into(),
-            message: one_line(&e.to_string()),
-        })?;
+        let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, file_options())
+            .map_err(|e| LoadError::Yaml {
+                origin: origin.into(),
+                message: one_line(&e.to_string()),
+            })?;
         for doc in docs {
             self.add(doc, origin)?;
         }
@@ -148,4 +165,46 @@ impl Inputs {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A standalone directory's file of thousands of Services (two documents each, with
+    /// their EndpointSlices) is past the YAML parser's default limits.
+    #[test]
+    fn a_file_of_thousands_of_services_parses() {
+        let n = 3_000;
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc{i}, namespace: default}}\n\
+                 spec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\n\
+                 ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\naddressType: IPv4\n\
+                 metadata: {{name: svc{i}-1, namespace: default, labels: {{kubernetes.io/service-name: svc{i}}}}}\n\
+                 endpoints: [{{addresses: [192.0.2.1], nodeName: node1, conditions: {{ready: true}}}}]\n"
+            ));
+        }
+        let mut inputs = Inputs::default();
+        inputs.parse(&text, "big.yaml").unwrap();
+        assert_eq!(inputs.services.len(), n);
+        assert_eq!(inputs.endpoint_slices.len(), n);
+    }
+
+    /// Alias expansion stays bounded: the limits raised for size are not the ones that
+    /// stop a "billion laughs" document.
+    #[test]
+    fn alias_bombs_are_still_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let mut inputs = Inputs::default();
+        let err = inputs.parse(&text, "bomb.yaml").unwrap_err();
+        assert!(err.to_string().contains("bomb.yaml"), "{err}");
+    }
 }

@@ -17,12 +17,13 @@
 //! - delete: the clock starts when `services.yaml` is written without the Service, and
 //!   stops at the UPDATE withdrawing the prefix.
 //!
-//! The standalone source polls the directory every 100 ms, so "from write" includes
-//! 0-100 ms of waiting for the next poll (the writes are spread over its phase, see
-//! [`pause`]). Each interval is therefore split at the
-//! speaker's own `announcements changed` log line (JSON log, wall-clock timestamp),
-//! written once it has read the change and decided: "from decision" is the speaker's
-//! BGP path alone (decide → UPDATE on the wire).
+//! The standalone source reads the directory again when inotify reports a change (it
+//! polls every 100 ms only where inotify is unavailable), so "from write" is the whole
+//! path a change takes. Each interval is also split at the speaker's own
+//! `announcements changed` log line (JSON log, wall-clock timestamp), written once it
+//! has read the change and decided: "from decision" is the speaker's BGP path alone
+//! (decide → UPDATE on the wire). The writes are spread over a 100 ms cycle (see
+//! [`pause`]) so that a polling source would show its spread too.
 //!
 //! Run as root: `cargo bench -p ferrolb-tests --bench bgp_latency [-- --trials 20]`.
 //! Prints p50/p99/max; asserts nothing about speed.
@@ -210,7 +211,7 @@ fn main() {
             line("deleted → WITHDRAW (from write)", from_write(&delete));
             line("deleted → WITHDRAW (from decision)", from_decision(&delete));
             println!(
-                "(from write includes the standalone source's 100 ms directory poll; from decision starts at the speaker's `announcements changed` log line)"
+                "(from write: the directory source wakes on inotify; from decision starts at the speaker's `announcements changed` log line)"
             );
         }
         Err(e) => println!("bgp_latency failed: {e}"),

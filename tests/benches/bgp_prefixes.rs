@@ -165,6 +165,13 @@ fn services(n: usize) -> Vec<Service> {
         .collect()
 }
 
+/// The last lines of a log, to say why a run failed.
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
 /// FerroLB: (hand-over measure, cold-start measure).
 fn ferrolb(bin: &std::path::Path, n: usize, trial: usize) -> bgp::Result<(Measure, Measure)> {
     let net = Net::new(&format!("bench-f{n}-{trial}"), 1)?;
@@ -192,8 +199,9 @@ fn ferrolb(bin: &std::path::Path, n: usize, trial: usize) -> bgp::Result<(Measur
     let handed = start.elapsed();
     wait_all(&bird, from, n).ok_or_else(|| bgp::Error::Timeout {
         what: format!(
-            "{n} routes from ferrolb-speaker in BIRD (has {:?})",
-            bird.count_from(from)
+            "{n} routes from ferrolb-speaker in BIRD (has {:?}); the speaker's log ends:\n{}",
+            bird.count_from(from),
+            log_tail(&net.dir().join("speaker.log"))
         ),
         limit: RUN_LIMIT,
     })?;
