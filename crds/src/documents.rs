@@ -41,12 +41,13 @@ pub enum LoadError {
     },
 }
 
-/// The YAML parser's limits for one file. Its defaults (1,024 documents, 250,000 nodes)
+/// The YAML parser's limits for one file of a standalone directory (inputs and the
+/// programs' own records). Its defaults (1,024 documents, 250,000 nodes)
 /// are sized for configuration files and refuse a standalone directory's file of a few
 /// hundred Services with their EndpointSlices. These files are the operator's own, so
 /// the limits on size go up to what the input size cap (256 MiB) allows, while those
 /// against alias expansion ("billion laughs") stay at the parser's defaults.
-fn file_options() -> serde_saphyr::Options {
+pub fn file_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_documents: 1_000_000,

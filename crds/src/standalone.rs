@@ -105,7 +105,8 @@ impl AssignmentList {
             message: message.split_whitespace().collect::<Vec<_>>().join(" "),
         };
         let list: AssignmentList =
-            serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?;
+            serde_saphyr::from_str_with_options(text, crate::documents::file_options())
+                .map_err(|e| invalid(e.to_string()))?;
         if list.api_version != API_VERSION || list.kind != ASSIGNMENT_LIST_KIND {
             return Err(invalid(format!(
                 "expected apiVersion {API_VERSION} and kind {ASSIGNMENT_LIST_KIND}, found {} {}",
@@ -146,11 +147,38 @@ impl AssignmentList {
         ))
     }
 
-    /// The assignment of one Service.
+    /// The assignment of one Service (a scan: for many look-ups, [`Self::by_service`]).
     pub fn get(&self, namespace: &str, name: &str) -> Option<&ServiceAssignment> {
         self.items
             .iter()
             .find(|i| i.namespace == namespace && i.name == name)
+    }
+
+    /// Every assignment by namespace and name, for looking up each Service of a large
+    /// directory without scanning the list each time.
+    pub fn by_service(&self) -> AssignmentIndex<'_> {
+        let mut index = AssignmentIndex::default();
+        for i in &self.items {
+            index
+                .0
+                .entry(i.namespace.as_str())
+                .or_default()
+                .insert(i.name.as_str(), i);
+        }
+        index
+    }
+}
+
+/// [`AssignmentList::by_service`]: assignments by namespace, then name.
+#[derive(Debug, Default)]
+pub struct AssignmentIndex<'a>(
+    std::collections::HashMap<&'a str, std::collections::HashMap<&'a str, &'a ServiceAssignment>>,
+);
+
+impl<'a> AssignmentIndex<'a> {
+    /// The assignment of one Service.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&'a ServiceAssignment> {
+        self.0.get(namespace)?.get(name).copied()
     }
 }
 
@@ -184,5 +212,44 @@ mod source_tests {
         assert_eq!("dir:/srv/lb".parse(), Ok(Source::Dir("/srv/lb".into())));
         assert!("dir:".parse::<Source>().is_err());
         assert!("file:/x".parse::<Source>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod assignment_tests {
+    use super::*;
+
+    /// A record of 50,000 Services is past the YAML parser's default node limit; it
+    /// must read back whole, and be found by name.
+    #[test]
+    fn a_large_record_reads_back() {
+        let items: Vec<ServiceAssignment> = (0..50_000u32)
+            .map(|i| ServiceAssignment {
+                namespace: "default".into(),
+                name: format!("svc{i}"),
+                ips: vec![IpAddr::V6(std::net::Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0x1000,
+                    0,
+                    0,
+                    0,
+                    (i >> 16) as u16,
+                    i as u16,
+                ))],
+                pool: "bgp".into(),
+            })
+            .collect();
+        let list = AssignmentList::new(items);
+        let text = list.to_yaml().unwrap();
+        let back = AssignmentList::parse(&text, "assignments.yaml").unwrap();
+        assert_eq!(back, list);
+        let index = back.by_service();
+        assert_eq!(
+            index.get("default", "svc49999").map(|a| a.ips.clone()),
+            back.get("default", "svc49999").map(|a| a.ips.clone())
+        );
+        assert!(index.get("default", "svc50000").is_none());
+        assert!(index.get("other", "svc1").is_none());
     }
 }

@@ -142,12 +142,13 @@ pub fn build(
     lb_class: Option<&str>,
     problems: Vec<String>,
 ) -> Snapshot {
+    let assigned = record.by_service();
     inputs.services.retain_mut(|svc| {
         if !super::handles(svc, lb_class) {
             return false;
         }
         let namespace = svc.namespace().unwrap_or_else(|| "default".into());
-        let Some(a) = record.get(&namespace, &svc.name_any()) else {
+        let Some(a) = assigned.get(&namespace, &svc.name_any()) else {
             return false;
         };
         svc.metadata.namespace = Some(namespace);
