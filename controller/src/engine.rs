@@ -162,7 +162,8 @@ struct PoolEntry {
     observed: Vec<Condition>,
 }
 
-fn event(
+/// An [`Action::Event`].
+pub(crate) fn event(
     kind: Kind,
     namespace: &str,
     name: &str,

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use ferrolb_crds::validate::{check_pools, check_references};
 use ferrolb_crds::{BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
 
-use crate::engine::{Action, EventType, Kind};
+use crate::engine::{Action, EventType, Kind, event};
 
 /// Reason of the Event saying that a reported problem is gone.
 pub const RESOLVED: &str = "Resolved";
@@ -134,24 +134,6 @@ impl References {
         }
         self.reported = now;
         actions
-    }
-}
-
-fn event(
-    kind: Kind,
-    namespace: &str,
-    name: &str,
-    type_: EventType,
-    reason: &str,
-    message: String,
-) -> Action {
-    Action::Event {
-        kind,
-        namespace: namespace.into(),
-        name: name.into(),
-        type_,
-        reason: reason.into(),
-        message,
     }
 }
 
