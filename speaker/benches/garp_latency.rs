@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ferrolb_speaker::l2::arp;
-use site::{Site, Svc, wait_for};
+use site::{Site, Svc};
 
 /// `--name VALUE` from the command line.
 fn arg<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -146,25 +146,13 @@ fn main() {
         .collect();
     site.write_inputs(&svcs);
     site.write_assignments(&[]);
-    site.start_speaker(&[
-        "--metrics-addr",
-        "127.0.0.1:7472",
-        "--health-addr",
-        "127.0.0.1:7473",
-    ]);
-    let Some(pid) = site.speaker_pid() else {
-        eprintln!("the speaker did not start");
-        std::process::exit(1);
+    let pid = match site.start_ready_speaker() {
+        Ok(pid) => pid,
+        Err(why) => {
+            eprintln!("{why}");
+            std::process::exit(1);
+        }
     };
-    let ready = wait_for(Duration::from_secs(10), || {
-        site.http_get("127.0.0.1:7473".parse().expect("address"), "/readyz")
-            .map(|r| r.0)
-            == Some(200)
-    });
-    if !ready {
-        eprintln!("the speaker never became ready");
-        std::process::exit(1);
-    }
 
     // The listener runs in the client's namespace for the whole run.
     let client = format!("/run/netns/{}", site.ns("client"));

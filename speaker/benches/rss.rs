@@ -78,25 +78,13 @@ fn main() {
     site.write_inputs(&svcs);
     site.write_assignments(&[]);
     let metrics: SocketAddr = "127.0.0.1:7472".parse().expect("address");
-    site.start_speaker(&[
-        "--metrics-addr",
-        "127.0.0.1:7472",
-        "--health-addr",
-        "127.0.0.1:7473",
-    ]);
-    let Some(pid) = site.speaker_pid() else {
-        eprintln!("the speaker did not start");
-        std::process::exit(1);
+    let pid = match site.start_ready_speaker() {
+        Ok(pid) => pid,
+        Err(why) => {
+            eprintln!("{why}");
+            std::process::exit(1);
+        }
     };
-    let ready = wait_for(Duration::from_secs(10), || {
-        site.http_get("127.0.0.1:7473".parse().expect("address"), "/readyz")
-            .map(|r| r.0)
-            == Some(200)
-    });
-    if !ready {
-        eprintln!("the speaker never became ready");
-        std::process::exit(1);
-    }
     std::thread::sleep(Duration::from_secs(1));
     print("no Service:", pid);
 

@@ -225,6 +225,27 @@ impl Site {
         self.speaker = Some(child);
     }
 
+    /// Starts the speaker with metrics on 127.0.0.1:7472 and health on :7473 (in the
+    /// node namespace) and waits, bounded, until it reports ready. Its pid, or why not.
+    pub fn start_ready_speaker(&mut self) -> Result<u32, &'static str> {
+        self.start_speaker(&[
+            "--metrics-addr",
+            "127.0.0.1:7472",
+            "--health-addr",
+            "127.0.0.1:7473",
+        ]);
+        let pid = self.speaker_pid().ok_or("the speaker did not start")?;
+        let health: SocketAddr = ([127, 0, 0, 1], 7473).into();
+        let ready = wait_for(Duration::from_secs(10), || {
+            self.http_get(health, "/readyz").map(|r| r.0) == Some(200)
+        });
+        if ready {
+            Ok(pid)
+        } else {
+            Err("the speaker never became ready")
+        }
+    }
+
     /// The speaker's pid (`ip netns exec` replaces itself with the program).
     pub fn speaker_pid(&self) -> Option<u32> {
         self.speaker.as_ref().map(Child::id)
