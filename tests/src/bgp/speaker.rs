@@ -63,8 +63,12 @@ fn build(dir: &Path) -> std::result::Result<PathBuf, String> {
     }
 }
 
-/// The speaker binary, built on first use.
+/// The speaker binary, built on first use; `FERROLB_SPEAKER_BIN` names another one
+/// (a profiling build, or a wrapper running it under `perf`).
 pub fn binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("FERROLB_SPEAKER_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(|| build(&bin_dir().ok_or("cannot locate target directory")?))
         .clone()
