@@ -44,7 +44,7 @@ fn bin_dir() -> PathBuf {
 
 fn cargo_build(packages: &[&str]) -> bool {
     let release = bin_dir().file_name().is_some_and(|n| n == "release");
-    let mut cmd = Command::new(env!("CARGO"));
+    let mut cmd = crate::nested_cargo();
     cmd.args(["build", "--bins"])
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
     for p in packages {

@@ -2,8 +2,9 @@
 //! namespaces: TCP MD5 (right and wrong key), passive mode, iBGP with LOCAL_PREF, exact
 //! attributes at ExaBGP (communities, aliases, aggregation, IPv6 next hop), withdrawal on
 //! endpoint loss, GoBGP as the router, eBGP multihop, hold-timer expiry, graceful restart
-//! through a speaker restart, and a raw TCP "router" sending malformed OPEN/UPDATE
-//! messages while a real BIRD peer of the same speaker keeps its session and route.
+//! through a speaker restart, TCP MD5 against FRR, a key from a `passwordSecret` (and its
+//! rotation), and a raw TCP "router" sending malformed OPEN/UPDATE/NOTIFICATION messages
+//! while a real BIRD peer of the same speaker keeps its session and route.
 //!
 //! Each test builds its own namespaces (`flbt-<tag>-<pid>-…`, removed on drop, also on
 //! failure) and site directory. Root only (skipped loudly otherwise); needs `bird2 frr
@@ -16,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use ferrolb_tests::bgp::bird::Bird;
 use ferrolb_tests::bgp::exabgp::Exabgp;
+use ferrolb_tests::bgp::frr::Frr;
 use ferrolb_tests::bgp::gobgp::Gobgp;
-use ferrolb_tests::bgp::site::{NODE_AS, ROUTER_AS, Service, advertisement, peer};
+use ferrolb_tests::bgp::site::{self, NAMESPACE, NODE_AS, ROUTER_AS, Service, advertisement, peer};
 use ferrolb_tests::bgp::testbed::{
     LIMIT, POLL, Site, VIP, WEB_ROUTE, ip, pairs, ready, wait_routes, want, web,
 };
@@ -41,12 +43,13 @@ fn throughout(window: Duration, every: Duration, mut check: impl FnMut()) {
 
 /// Asserts BIRD's session with the speaker does not come up for `window`.
 fn assert_never_established(s: &Site, bird: &Bird, window: Duration, why: &str) {
+    assert_stays_down(window, why, || bird.state(s.node()));
+}
+
+/// Asserts a session whose state `state` reads does not come up for `window`.
+fn assert_stays_down(window: Duration, why: &str, state: impl Fn() -> Option<String>) {
     throughout(window, Duration::from_millis(100), || {
-        assert_ne!(
-            bird.state(s.node()).as_deref(),
-            Some("Established"),
-            "{why}"
-        );
+        assert_ne!(state().as_deref(), Some("Established"), "{why}");
     });
 }
 
@@ -114,6 +117,130 @@ fn md5_wrong_password_never_establishes() {
         failures > 0,
         "no TCPMD5Failure counted in either namespace: were the segments signed at all?"
     );
+}
+
+/// A started speaker with [`MD5_KEY`] for the router, and FRR (bgpd) using `frr_key` for
+/// the speaker.
+fn md5_frr_site(tag: &str, frr_key: &str) -> (Site, Frr) {
+    let mut s = Site::with_router(tag, json!({"password": MD5_KEY}), json!({}));
+    let cfg = s.router_config(s.neighbor().md5(frr_key));
+    let frr = Frr::start(&s.net.router.ns, s.net.subdir("frr").unwrap(), cfg).unwrap();
+    s.start();
+    (s, frr)
+}
+
+#[test]
+fn md5_against_frr_right_password_establishes_and_the_route_arrives() {
+    if !ready("md5_against_frr_right_password_establishes_and_the_route_arrives") {
+        return;
+    }
+    let (s, frr) = md5_frr_site("ft-md5frr", MD5_KEY);
+    frr.wait_established(s.node(), LIMIT).unwrap();
+    let r = wait_routes("FRR", &[(WEB_ROUTE, s.node())], || frr.routes().unwrap());
+    assert_eq!(r[0].as_path, [NODE_AS]);
+    assert_eq!(r[0].peer, Some(s.node()));
+    assert_eq!(md5_failures(&s.net.router.ns), 0);
+    assert_eq!(md5_failures(&s.net.host(1).ns), 0);
+}
+
+#[test]
+fn md5_against_frr_wrong_password_never_establishes() {
+    if !ready("md5_against_frr_wrong_password_never_establishes") {
+        return;
+    }
+    let (s, frr) = md5_frr_site("ft-md5frrbad", "another-key");
+    // FRR's connect timer and the speaker's connectTime are 1 s: several attempts each
+    // way fit in this window.
+    assert_stays_down(
+        Duration::from_secs(6),
+        "a session with mismatched MD5 keys came up with FRR",
+        || frr.state(s.node()),
+    );
+    assert!(frr.routes().unwrap().is_empty());
+    let failures = md5_failures(&s.net.router.ns) + md5_failures(&s.net.host(1).ns);
+    assert!(
+        failures > 0,
+        "no TCPMD5Failure counted in either namespace: were the segments signed at all?"
+    );
+}
+
+/// The Secret named by the BGPPeer's `passwordSecret`.
+const MD5_SECRET: &str = "router-md5";
+
+/// Writes `secrets.yaml`: the `kubernetes.io/basic-auth` Secret [`MD5_SECRET`] in the
+/// FerroLB namespace, `key` the fields holding its password (`data` or `stringData`).
+fn write_md5_secret(s: &Site, key: serde_json::Value) {
+    let mut doc = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": MD5_SECRET, "namespace": NAMESPACE},
+        "type": "kubernetes.io/basic-auth",
+    });
+    doc.as_object_mut()
+        .unwrap()
+        .extend(key.as_object().unwrap().clone());
+    site::write(&s.dir, "secrets.yaml", &format!("---\n{doc}\n")).unwrap();
+}
+
+#[test]
+fn password_secret_keys_the_session_and_a_rotated_key_takes_effect() {
+    if !ready("password_secret_keys_the_session_and_a_rotated_key_takes_effect") {
+        return;
+    }
+    let mut s = Site::with_router(
+        "ft-md5sec",
+        json!({"passwordSecret": {"name": MD5_SECRET, "namespace": NAMESPACE}}),
+        json!({}),
+    );
+    // As the API server stores it: `data`, base64.
+    let b64 = serde_json::to_value(k8s_openapi::ByteString(MD5_KEY.as_bytes().to_vec())).unwrap();
+    assert_ne!(
+        b64,
+        json!(MD5_KEY),
+        "the password is written base64-encoded"
+    );
+    write_md5_secret(&s, json!({"data": {"password": b64}}));
+    let bird = s.bird(s.neighbor().md5(MD5_KEY), |_| {});
+    s.start();
+    s.wait_web(&bird);
+    assert_eq!(md5_failures(&s.net.router.ns), 0);
+
+    // The Secret now holds another key (`stringData`, as a file may give it): the
+    // speaker restarts the session with it, and BIRD, still on the old key, cannot
+    // come back.
+    write_md5_secret(&s, json!({"stringData": {"password": "rotated-key"}}));
+    let restarted = wait_for(LIMIT, POLL, || {
+        s.log()
+            .lines()
+            .any(|l| l.contains("peer=router") && l.contains("its settings changed"))
+            .then_some(())
+    });
+    assert!(
+        restarted.is_some(),
+        "the speaker did not restart the session for the new key; log:\n{}",
+        s.log()
+    );
+    let down = wait_for(LIMIT, POLL, || {
+        (bird.state(s.node()).as_deref() != Some("Established")).then_some(())
+    });
+    assert!(
+        down.is_some(),
+        "BIRD's session stayed up after the key changed"
+    );
+    // BIRD retries after 1 s (its error wait time), the speaker after 1 s (connectTime).
+    assert_never_established(
+        &s,
+        &bird,
+        Duration::from_secs(6),
+        "the session came back although the Secret's key no longer matches BIRD's",
+    );
+    assert!(bird.routes().unwrap().is_empty());
+    let failures = md5_failures(&s.net.router.ns) + md5_failures(&s.net.host(1).ns);
+    assert!(failures > 0, "no TCPMD5Failure after the key changed");
+
+    // And back to BIRD's key: the session and the route return.
+    write_md5_secret(&s, json!({"stringData": {"password": MD5_KEY}}));
+    s.wait_web(&bird);
 }
 
 // --- Passive, iBGP ----------------------------------------------------------------------
@@ -384,6 +511,68 @@ fn assert_closed(stream: &mut TcpStream) {
     }
 }
 
+/// Accepts the speaker's next connection and takes it to Established: its OPEN, ours
+/// (version 4) and a KEEPALIVE, then its KEEPALIVE and the UPDATE with [`web`]'s route.
+fn raw_established(s: &Site, listener: &TcpListener) -> TcpStream {
+    let mut c = accept(listener);
+    read_until(&mut c, OPEN);
+    c.write_all(&open(4, s.net.host(2).ipv4)).unwrap();
+    c.write_all(&message(KEEPALIVE, &[])).unwrap();
+    // OpenConfirm → Established: the speaker's KEEPALIVE, then its routes.
+    read_until(&mut c, KEEPALIVE);
+    let (_, update) = read_until(&mut c, UPDATE);
+    let prefix = [32, 203, 0, 113, 10];
+    assert!(
+        update.windows(prefix.len()).any(|w| w == prefix),
+        "the raw peer, Established, gets the Service route: {update:?}"
+    );
+    c
+}
+
+/// Reads messages until the speaker closes the connection (at most 50, each within the
+/// stream's timeout); returns them.
+fn read_to_close(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        match read_message(stream) {
+            Ok(m) => got.push(m),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                return got;
+            }
+            Err(e) => panic!("the speaker kept the connection open: {e}; it sent {got:?}"),
+        }
+    }
+    panic!("the speaker kept the connection open and kept sending: {got:?}");
+}
+
+/// The speaker's log lines about peer `raw` containing `what`.
+fn raw_log_lines(s: &Site, what: &str) -> Vec<String> {
+    s.log()
+        .lines()
+        .filter(|l| l.contains("peer=raw") && l.contains(what))
+        .map(String::from)
+        .collect()
+}
+
+/// Waits (at most [`LIMIT`]) for the speaker to log the raw session down; those lines.
+fn wait_raw_down(s: &Site) -> Vec<String> {
+    wait_for(LIMIT, POLL, || {
+        let l = raw_log_lines(s, "BGP session down");
+        (!l.is_empty()).then_some(l)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the speaker never logged the raw session down; log:\n{}",
+            s.log()
+        )
+    })
+}
+
 /// A speaker with two peers: BIRD in the router namespace (the route's receiver) and a
 /// raw TCP listener on host 2's BGP port; returns the site, BIRD and the listener once
 /// BIRD holds the route.
@@ -475,18 +664,7 @@ fn malformed_update_after_a_good_open_gets_the_right_notification() {
     let (s, bird, listener) = raw_site("ft-rawupd");
     let before = bird_session_line(&bird);
 
-    let mut c = accept(&listener);
-    read_until(&mut c, OPEN);
-    c.write_all(&open(4, s.net.host(2).ipv4)).unwrap();
-    c.write_all(&message(KEEPALIVE, &[])).unwrap();
-    // OpenConfirm → Established: the speaker's KEEPALIVE, then its routes.
-    read_until(&mut c, KEEPALIVE);
-    let (_, update) = read_until(&mut c, UPDATE);
-    let prefix = [32, 203, 0, 113, 10];
-    assert!(
-        update.windows(prefix.len()).any(|w| w == prefix),
-        "the raw peer, Established, gets the Service route: {update:?}"
-    );
+    let mut c = raw_established(&s, &listener);
 
     // Withdrawn Routes Length 65535 in a 4-octet body (the shortest UPDATE): UPDATE
     // Message Error (3), Malformed Attribute List (1) — a session reset, not
@@ -501,6 +679,77 @@ fn malformed_update_after_a_good_open_gets_the_right_notification() {
             .any(|l| l.contains("peer=raw") && l.contains("BGP session down")),
         "the speaker logs the raw session down"
     );
+
+    assert_router_undisturbed(&s, &bird, &before);
+}
+
+#[test]
+fn malformed_notification_length_gets_bad_message_length_and_other_peers_stay_up() {
+    if !ready("malformed_notification_length_gets_bad_message_length_and_other_peers_stay_up") {
+        return;
+    }
+    let (s, bird, listener) = raw_site("ft-rawntf");
+    let before = bird_session_line(&bird);
+    let mut c = raw_established(&s, &listener);
+
+    // A NOTIFICATION whose Length field says 20: one octet after the header, below the
+    // 21 its code and subcode need. RFC 4271 §6.1: Message Header Error (1), Bad Message
+    // Length (2), the data the erroneous Length field (two octets).
+    let bad = message(NOTIFICATION, &[6]);
+    assert_eq!(u16::from_be_bytes([bad[16], bad[17]]), 20);
+    c.write_all(&bad).unwrap();
+    let (_, n) = read_until(&mut c, NOTIFICATION);
+    assert_eq!(n, [1, 2, 0, 20], "NOTIFICATION code, subcode, data");
+    assert_closed(&mut c);
+    let down = wait_raw_down(&s);
+    assert!(
+        down[0].contains(
+            "sent NOTIFICATION: message header error (1), bad message length (2), data 00 14"
+        ),
+        "{down:?}"
+    );
+
+    assert_router_undisturbed(&s, &bird, &before);
+}
+
+#[test]
+fn notification_with_odd_data_closes_the_session_and_the_speaker_redials() {
+    if !ready("notification_with_odd_data_closes_the_session_and_the_speaker_redials") {
+        return;
+    }
+    let (s, bird, listener) = raw_site("ft-rawcease");
+    let before = bird_session_line(&bird);
+    let mut c = raw_established(&s, &listener);
+
+    // Cease (6), Administrative Shutdown (2) with two octets of data that are no
+    // Shutdown Communication (RFC 9003: a length octet, then that many octets of UTF-8):
+    // length 255, then one octet that is not UTF-8.
+    c.write_all(&message(NOTIFICATION, &[6, 2, 0xff, 0xfe]))
+        .unwrap();
+    let sent = Instant::now();
+    // The session ends; a NOTIFICATION is never answered with one (RFC 4271 §6.4).
+    let after = read_to_close(&mut c);
+    assert!(
+        after.iter().all(|(t, _)| *t != NOTIFICATION),
+        "the speaker answered the NOTIFICATION: {after:?}"
+    );
+    let down = wait_raw_down(&s);
+    assert_eq!(down.len(), 1, "log:\n{}", s.log());
+    assert!(
+        down[0]
+            .contains("received NOTIFICATION: cease (6), administrative shutdown (2), data ff fe"),
+        "{down:?}"
+    );
+
+    // The speaker lives on and dials again after its back-off (connectTime 1 s); the new
+    // session comes up and carries the route.
+    let _second = raw_established(&s, &listener);
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "the speaker took {:?} to redial",
+        sent.elapsed()
+    );
+    assert_eq!(raw_log_lines(&s, "BGP session established").len(), 2);
 
     assert_router_undisturbed(&s, &bird, &before);
 }

@@ -3,7 +3,6 @@
 //! test itself was built with (`cargo build -p ferrolb-speaker`, bounded in time).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -21,12 +20,11 @@ fn bin_dir() -> Option<PathBuf> {
 
 fn build(dir: &Path) -> std::result::Result<PathBuf, String> {
     let release = dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("no workspace")?
         .to_path_buf();
-    let mut cmd = Command::new(cargo);
+    let mut cmd = crate::nested_cargo();
     cmd.current_dir(&workspace).args([
         "build",
         "--quiet",
