@@ -131,23 +131,30 @@ fn one_pass_writes_the_record() {
     assert_eq!(list.items, first_assignments());
     assert_eq!(result.assignments, list);
 
-    // The file as documented: sorted items, addresses as quoted strings in flow style.
+    // The file as documented: JSON, one Service per line, sorted.
     let text = std::fs::read_to_string(d.join(".ferrolb/assignments.yaml")).unwrap();
     assert!(
-        text.contains("apiVersion: ferrolb.io/v1beta1\nkind: AssignmentList\nitems:\n"),
+        text.contains(
+            "{\"apiVersion\":\"ferrolb.io/v1beta1\",\"kind\":\"AssignmentList\",\"items\":[\n"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("ips: [\"198.51.100.20\", \"2001:db8:51::20\"]"),
+        text.contains("\"ips\":[\"198.51.100.20\",\"2001:db8:51::20\"]"),
         "{text}"
     );
-    let order: Vec<usize> = ["name: api", "name: db", "name: dual", "name: web"]
-        .iter()
-        .map(|n| {
-            text.find(n)
-                .unwrap_or_else(|| panic!("{n} missing from {text}"))
-        })
-        .collect();
+    let order: Vec<usize> = [
+        "\"name\":\"api\"",
+        "\"name\":\"db\"",
+        "\"name\":\"dual\"",
+        "\"name\":\"web\"",
+    ]
+    .iter()
+    .map(|n| {
+        text.find(n)
+            .unwrap_or_else(|| panic!("{n} missing from {text}"))
+    })
+    .collect();
     assert!(order.is_sorted(), "{text}");
     // No temporary file left behind.
     let mut names: Vec<_> = std::fs::read_dir(d.join(".ferrolb"))

@@ -387,14 +387,17 @@ pub struct Announcements {
     pub bgp_reasons: BTreeMap<ServiceKey, NotAnnounced>,
 }
 
-/// One address this node announces over BGP.
+/// One address this node announces over BGP. Sorted vectors rather than sets: there
+/// is one per announced address, almost always with one Service and one advertisement,
+/// and a set would allocate a whole tree node for each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BgpAnnouncement {
-    /// The Services behind it (several when they share it).
-    pub services: BTreeSet<ServiceKey>,
+    /// The Services behind it (several when they share it), sorted, each once.
+    pub services: Vec<ServiceKey>,
     /// The BGPAdvertisements, by index in `world.bgp_ads`, that apply to one of those
     /// Services and select this node: they decide the prefixes, peers and attributes.
-    pub ads: BTreeSet<usize>,
+    /// Sorted, each once.
+    pub ads: Vec<usize>,
 }
 
 /// The BGPAdvertisements that apply to a Service, by index in `world.bgp_ads`.
@@ -492,12 +495,15 @@ fn bgp_announcements(
     live: &BTreeSet<String>,
     out: &mut Announcements,
 ) {
+    // Services come in key order: each list of Services is sorted as it is built.
     for svc in world.services.values() {
         match bgp_decision(world, svc, my_node, live) {
             Ok(ads) => {
                 for ip in &svc.ips {
                     let a = out.bgp.entry(*ip).or_default();
-                    a.services.insert(svc.key.clone());
+                    if a.services.last() != Some(&svc.key) {
+                        a.services.push(svc.key.clone());
+                    }
                     a.ads.extend(ads.iter().copied());
                 }
             }
@@ -505,6 +511,10 @@ fn bgp_announcements(
                 out.bgp_reasons.insert(svc.key.clone(), why);
             }
         }
+    }
+    for a in out.bgp.values_mut() {
+        a.ads.sort_unstable();
+        a.ads.dedup();
     }
 }
 

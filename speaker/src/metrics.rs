@@ -615,7 +615,10 @@ mod tests {
                 SessionStatus {
                     peer: "router".into(),
                     state: lock(&read).clone(),
-                    advertised: vec!["203.0.113.5/32".into(), "203.0.113.6/32".into()],
+                    advertised: crate::bgp::rib::Prefixes::new([
+                        "203.0.113.5/32".parse().unwrap(),
+                        "203.0.113.6/32".parse().unwrap(),
+                    ]),
                     established_count: 2,
                     messages_sent: 40,
                     messages_received: 31,

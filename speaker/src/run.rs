@@ -15,12 +15,13 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::bgp::rib::{self, Plan};
 use crate::cli::{Cli, Source};
@@ -54,6 +55,9 @@ pub trait L2Plane {
 pub trait Reporter {
     fn announced(&mut self, report: &Report, ann: &Announcements, want: &Desired, bgp: &Plan);
 
+    /// Only the BGP sessions changed (`report.bgp_sessions`): nothing that was decided.
+    fn sessions(&mut self, report: &Report);
+
     /// The speaker is stopping and announces nothing any more: withdraw what was
     /// reported, if that means anything.
     fn stop(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -63,7 +67,7 @@ pub trait Reporter {
 
 /// What this speaker announces, written for people and the lab to read:
 /// `PATH/.ferrolb/speakers/<node>.yaml` (the standalone counterpart of ServiceL2Status).
-#[derive(Debug, Default, serde::Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub node: String,
@@ -86,12 +90,110 @@ pub struct Report {
     pub bgp_problems: Vec<String>,
 }
 
-/// The standalone reporter: writes the [`Report`] beside the directory.
-struct DirReporter(PathBuf);
+impl Report {
+    /// Puts what was decided into the report; true when that changed it.
+    fn set_decision(
+        &mut self,
+        node: &str,
+        live: BTreeSet<String>,
+        ann: &Announcements,
+        want: &Desired,
+        homeless: &BTreeSet<IpAddr>,
+        bgp: &Plan,
+    ) -> bool {
+        let next = Report {
+            node: node.to_string(),
+            live_members: live,
+            announcing: want
+                .values()
+                .map(|o| {
+                    (
+                        o.name.clone(),
+                        o.ips.iter().map(IpAddr::to_string).collect(),
+                    )
+                })
+                .collect(),
+            not_announced: ann
+                .reasons
+                .iter()
+                .map(|(k, r)| (k.to_string(), format!("{r:?}")))
+                .collect(),
+            no_interface: homeless.iter().map(IpAddr::to_string).collect(),
+            bgp_sessions: std::mem::take(&mut self.bgp_sessions),
+            bgp_announcing: status::desired_bgp(ann, &bgp.peers)
+                .into_iter()
+                .map(|(svc, peers)| (svc.to_string(), peers.into_iter().collect()))
+                .collect(),
+            bgp_problems: bgp.problems.iter().map(|p| p.to_string()).collect(),
+        };
+        let changed = next != *self;
+        *self = next;
+        changed
+    }
+}
+
+/// The standalone reporter: writes the [`Report`] beside the directory, on a blocking
+/// thread: with tens of thousands of Services the file takes tens of milliseconds to
+/// render, which must not hold up the sessions. Only the latest report is written.
+struct DirReporter {
+    dir: PathBuf,
+    /// The report not written yet; taken by whoever writes next.
+    pending: Arc<Mutex<Option<Report>>>,
+    /// Held while writing, so that an older report never lands after a newer one.
+    writing: Arc<Mutex<()>>,
+}
+
+impl DirReporter {
+    fn new(dir: PathBuf) -> DirReporter {
+        DirReporter {
+            dir,
+            pending: Arc::default(),
+            writing: Arc::default(),
+        }
+    }
+
+    /// A task that writes whatever is pending.
+    fn flush(&self) -> tokio::task::JoinHandle<()> {
+        let (dir, pending, writing) =
+            (self.dir.clone(), self.pending.clone(), self.writing.clone());
+        tokio::task::spawn_blocking(move || {
+            let _w = writing.lock().unwrap_or_else(|p| p.into_inner());
+            let next = pending.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(r) = next {
+                write_report(&dir, &r);
+                drop(r);
+                // Rendering a large report leaves megabytes free in this thread's heap.
+                crate::memory::trim();
+            }
+        })
+    }
+
+    fn put(&mut self, report: &Report) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = pending.is_none();
+        *pending = Some(report.clone());
+        drop(pending);
+        // A write already queued takes the newer report with it.
+        if idle {
+            self.flush();
+        }
+    }
+}
 
 impl Reporter for DirReporter {
     fn announced(&mut self, report: &Report, _: &Announcements, _: &Desired, _: &Plan) {
-        write_report(&self.0, report);
+        self.put(report);
+    }
+
+    fn sessions(&mut self, report: &Report) {
+        self.put(report);
+    }
+
+    fn stop(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let last = self.flush();
+        Box::pin(async move {
+            let _ = last.await;
+        })
     }
 }
 
@@ -118,14 +220,18 @@ fn write_report(dir: &std::path::Path, r: &Report) {
 
 /// Reads the directory once (an error here stops the speaker: there is nothing to go
 /// on), then again in a task whenever it changes. A read that fails later keeps the last
-/// inputs.
-fn dir_feed(dir: PathBuf, lb_class: Option<String>) -> anyhow::Result<watch::Receiver<Snapshot>> {
+/// inputs. Reading runs on a blocking thread: parsing tens of thousands of objects takes
+/// a while, and the sessions and gossip must not wait for it.
+async fn dir_feed(
+    dir: PathBuf,
+    lb_class: Option<String>,
+) -> anyhow::Result<watch::Receiver<Arc<Snapshot>>> {
     let mut source = DirSource::new(dir.clone(), lb_class);
     source.changed();
-    let snap = source
-        .read()
-        .with_context(|| format!("reading {}", dir.display()))?;
-    let (tx, rx) = watch::channel(snap);
+    let (source, first) = read_off_thread(source).await?;
+    let snap = first.with_context(|| format!("reading {}", dir.display()))?;
+    let mut source = Some(source);
+    let (tx, rx) = watch::channel(Arc::new(snap));
     let mut notify = match DirWatch::new(&dir) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -156,17 +262,46 @@ fn dir_feed(dir: PathBuf, lb_class: Option<String>) -> anyhow::Result<watch::Rec
                     tick.tick().await;
                 }
             }
-            if source.changed() {
-                match source.read() {
-                    Ok(s) => {
-                        tx.send_replace(s);
-                    }
-                    Err(e) => warn!("reading {}: {e} (keeping the last inputs)", dir.display()),
+            let Some(mut src) = source.take() else { break };
+            if !src.changed() {
+                source = Some(src);
+                continue;
+            }
+            let Ok((src, read)) = read_off_thread(src).await else {
+                warn!(
+                    "reading {} stopped: the reader thread failed",
+                    dir.display()
+                );
+                break;
+            };
+            source = Some(src);
+            match read {
+                Ok(s) => {
+                    tx.send_replace(Arc::new(s));
                 }
+                Err(e) => warn!("reading {}: {e} (keeping the last inputs)", dir.display()),
             }
         }
     });
     Ok(rx)
+}
+
+type Read = (DirSource, Result<Snapshot, std::io::Error>);
+
+async fn read_off_thread(mut source: DirSource) -> Result<Read, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        let start = std::time::Instant::now();
+        let read = source.read();
+        if let Ok(s) = &read {
+            debug!(
+                services = s.world.services.len(),
+                took = ?start.elapsed(),
+                "read the directory"
+            );
+        }
+        (source, read)
+    })
+    .await
 }
 
 /// Runs until SIGTERM/SIGINT. On the way out the speaker stops answering and leaves the
@@ -178,11 +313,11 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
         Exclusions::new(&cli.exclude_interfaces)
             .map_err(|e| anyhow::anyhow!("--exclude-interface: {e}"))?
     };
-    let (mut snaps, mut reporter): (watch::Receiver<Snapshot>, Box<dyn Reporter>) =
+    let (mut snaps, mut reporter): (watch::Receiver<Arc<Snapshot>>, Box<dyn Reporter>) =
         match cli.source.clone() {
             Source::Dir(dir) => (
-                dir_feed(dir.clone(), cli.lb_class.clone())?,
-                Box::new(DirReporter(dir)),
+                dir_feed(dir.clone(), cli.lb_class.clone()).await?,
+                Box::new(DirReporter::new(dir)),
             ),
             Source::Kube => {
                 let (rx, reporter) = crate::source::kube::start(&cli).await?;
@@ -217,107 +352,111 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(POLL);
-    let mut last = Report::default();
-    let mut last_ann = election::Announcements::default();
+    let mut report = Report::default();
+    let mut ann = election::Announcements::default();
     let mut reported = false;
     let settle_deadline = tokio::time::Instant::now() + SETTLE;
     let mut settled = false;
     // What the plane was last told, to silence it on the way out.
     let mut applied = Desired::new();
+    // What woke the loop: the inputs of the decision (the world, who is alive, the
+    // interfaces), or only the BGP sessions, which change nothing of what is decided and
+    // are only reported. Deciding costs a pass over every Service; a session sending
+    // tens of thousands of prefixes reports many times while it does.
+    let mut decide = true;
+    // New inputs came in since the last decision.
+    let mut fresh = true;
     loop {
-        let table: Vec<Interface> = if_rx.borrow_and_update().as_ref().clone();
-        let live = match &gossip {
-            Some(_) => live_rx.borrow_and_update().clone(),
-            // Without gossip, Node readiness alone decides (the election also requires
-            // Ready): every node counts as alive.
-            None => snap.world.nodes.keys().cloned().collect(),
-        };
-        // A speaker that just started knows only itself and would elect itself for
-        // everything; it first waits (briefly) to hear from the other nodes.
-        if !settled {
-            let known: BTreeSet<&String> = snap.node_addresses.keys().collect();
-            settled = gossip.is_none()
-                || known.iter().all(|n| live.contains(*n))
-                || tokio::time::Instant::now() >= settle_deadline;
-        }
-        let ann = if settled {
-            election::announcements(&snap.world, &cli.node_name, &live)
-        } else {
-            election::Announcements::default()
-        };
-        let known = snap.node_addresses.get(&cli.node_name).copied();
-        let bgp_ann = settled.then_some(&ann.bgp);
-        bgp.update(&snap.world, &cli.node_name, known, bgp_ann, &table);
-        let (want, homeless) = desired::desired(&ann, &table, &exclude);
-        plane.apply(&want);
-        applied.clone_from(&want);
-        let failed = gossip.as_ref().map(Membership::failed);
-        let taken = takeover::taken_over(&last_ann, &ann, |n| {
-            takeover::has_failed(n, failed.as_ref(), &snap.world)
-        });
-        if !taken.is_empty() {
-            info!(ips = ?taken, "took over from a failed node");
-            metrics.failovers(taken.len());
-        }
-        last_ann = ann.clone();
-        let announced: BTreeSet<IpAddr> =
-            want.values().flat_map(|o| o.ips.iter().copied()).collect();
-        metrics.set_announced(Mode::Layer2, &announced);
-        // Over BGP: the addresses some peer is meant to receive.
-        let bgp_ips = rib::peers_by_ip(&ann.bgp, &bgp.plan().peers);
-        metrics.set_announced(
-            Mode::Bgp,
-            bgp_ips
-                .iter()
-                .filter(|(_, peers)| !peers.is_empty())
-                .map(|(ip, _)| ip),
-        );
-        let report = Report {
-            node: cli.node_name.clone(),
-            live_members: live,
-            announcing: want
-                .values()
-                .map(|o| {
-                    (
-                        o.name.clone(),
-                        o.ips.iter().map(IpAddr::to_string).collect(),
-                    )
-                })
-                .collect(),
-            not_announced: ann
-                .reasons
-                .iter()
-                .map(|(k, r)| (k.to_string(), format!("{r:?}")))
-                .collect(),
-            no_interface: homeless.iter().map(IpAddr::to_string).collect(),
-            bgp_sessions: bgp.summaries(),
-            bgp_announcing: status::desired_bgp(&ann, &bgp.plan().peers)
-                .into_iter()
-                .map(|(svc, peers)| (svc.to_string(), peers.into_iter().collect()))
-                .collect(),
-            bgp_problems: bgp.plan().problems.iter().map(|p| p.to_string()).collect(),
-        };
-        if report != last || (settled && !reported) {
-            if report != last {
+        let mut what_changed = Changed::default();
+        if std::mem::take(&mut decide) {
+            let decided_at = std::time::Instant::now();
+            let table: Vec<Interface> = if_rx.borrow_and_update().as_ref().clone();
+            let live = match &gossip {
+                Some(_) => live_rx.borrow_and_update().clone(),
+                // Without gossip, Node readiness alone decides (the election also requires
+                // Ready): every node counts as alive.
+                None => snap.world.nodes.keys().cloned().collect(),
+            };
+            // A speaker that just started knows only itself and would elect itself for
+            // everything; it first waits (briefly) to hear from the other nodes.
+            if !settled {
+                let known: BTreeSet<&String> = snap.node_addresses.keys().collect();
+                settled = gossip.is_none()
+                    || known.iter().all(|n| live.contains(*n))
+                    || tokio::time::Instant::now() >= settle_deadline;
+            }
+            let next = if settled {
+                election::announcements(&snap.world, &cli.node_name, &live)
+            } else {
+                election::Announcements::default()
+            };
+            let known = snap.node_addresses.get(&cli.node_name).copied();
+            let bgp_ann = settled.then_some(&next.bgp);
+            bgp.update(&snap.world, &cli.node_name, known, bgp_ann, &table);
+            let (want, homeless) = desired::desired(&next, &table, &exclude);
+            plane.apply(&want);
+            let failed = gossip.as_ref().map(Membership::failed);
+            let taken = takeover::taken_over(&ann, &next, |n| {
+                takeover::has_failed(n, failed.as_ref(), &snap.world)
+            });
+            if !taken.is_empty() {
+                info!(ips = ?taken, "took over from a failed node");
+                metrics.failovers(taken.len());
+            }
+            ann = next;
+            let announced: BTreeSet<IpAddr> =
+                want.values().flat_map(|o| o.ips.iter().copied()).collect();
+            metrics.set_announced(Mode::Layer2, &announced);
+            // Over BGP: the addresses some peer is meant to receive.
+            let bgp_ips = rib::peers_by_ip(&ann.bgp, &bgp.plan().peers);
+            metrics.set_announced(
+                Mode::Bgp,
+                bgp_ips
+                    .iter()
+                    .filter(|(_, peers)| !peers.is_empty())
+                    .map(|(ip, _)| ip),
+            );
+            what_changed.decision =
+                report.set_decision(&cli.node_name, live, &ann, &want, &homeless, bgp.plan());
+            if what_changed.decision {
                 info!(announcing = ?report.announcing, live = ?report.live_members, "announcements changed");
                 for ip in &report.no_interface {
                     warn!("{ip}: elected here but no eligible interface can carry it");
                 }
             }
-            // Not before settling: a restarted speaker would withdraw, then restore,
-            // everything it reported before.
-            if settled {
-                reporter.announced(&report, &ann, &want, bgp.plan());
-                reported = true;
+            debug!(took = ?decided_at.elapsed(), "decided");
+            applied = want;
+            if settled && std::mem::take(&mut fresh) {
+                // The parse, the last world and the last decision are gone: give their
+                // pages back (on the side: it walks the whole heap).
+                tokio::task::spawn_blocking(crate::memory::trim);
             }
-            last = report;
+        }
+        let sessions = bgp.summaries();
+        if sessions != report.bgp_sessions {
+            report.bgp_sessions = sessions;
+            what_changed.sessions = true;
+        }
+        // Not before settling: a restarted speaker would withdraw, then restore,
+        // everything it reported before.
+        if settled && (!reported || what_changed.decision) {
+            reporter.announced(&report, &ann, &applied, bgp.plan());
+            reported = true;
+        } else if settled && what_changed.sessions {
+            reporter.sessions(&report);
         }
 
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            r = if_rx.changed() => if r.is_err() { bail!("the interface watcher stopped") },
-            r = live_rx.changed(), if gossip.is_some() => if r.is_err() { bail!("gossip stopped") },
+            r = if_rx.changed() => {
+                if r.is_err() { bail!("the interface watcher stopped") }
+                decide = true;
+            }
+            r = live_rx.changed(), if gossip.is_some() => {
+                if r.is_err() { bail!("gossip stopped") }
+                decide = true;
+            }
             _ = bgp_changes.changed() => {}
             r = snaps.changed() => {
                 if r.is_err() {
@@ -328,8 +467,8 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
                     warn!("{p}");
                 }
                 snap = s;
-                // The parse that built it has been dropped: give its pages back.
-                crate::memory::trim();
+                decide = true;
+                fresh = true;
                 let now = seeds_of(&snap, cli.gossip_bind.port());
                 if now != seeds {
                     seeds = now;
@@ -339,7 +478,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
                 }
             }
             // Until settled, look again now and then: the deadline may have passed.
-            _ = tick.tick(), if !settled => {}
+            _ = tick.tick(), if !settled => decide = true,
         }
     }
     info!("stopping: no longer answering, leaving the membership");
@@ -361,6 +500,13 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
     reporter.stop().await;
     left?;
     Ok(())
+}
+
+/// What one turn of the main loop changed in the report.
+#[derive(Default)]
+struct Changed {
+    decision: bool,
+    sessions: bool,
 }
 
 /// The same interfaces, answering for nothing.

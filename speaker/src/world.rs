@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::bgp::config::{CommunityValue, Peer};
 use ferrolb_crds::annotations;
@@ -29,18 +30,20 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 type Labels = BTreeMap<String, String>;
 
-/// A Service's identity: `namespace/name`.
+/// A Service's identity: `namespace/name`. Shared strings: the key is copied into every
+/// decision about the Service (announcements, reasons, status), and with tens of
+/// thousands of Services those copies must not each allocate.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceKey {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl ServiceKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ServiceKey {
+    pub fn new(namespace: impl AsRef<str>, name: impl AsRef<str>) -> ServiceKey {
         ServiceKey {
-            namespace: namespace.into(),
-            name: name.into(),
+            namespace: namespace.as_ref().into(),
+            name: name.as_ref().into(),
         }
     }
 }

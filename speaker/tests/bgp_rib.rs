@@ -182,10 +182,7 @@ mod rules {
         for n in ["node1", "node2", "node3"] {
             let a = announcements(&w, n, &live);
             assert_eq!(a.bgp.len(), 2, "{n}");
-            assert_eq!(
-                a.bgp[&ip("203.0.113.5")].services,
-                BTreeSet::from([key("web")])
-            );
+            assert_eq!(a.bgp[&ip("203.0.113.5")].services, vec![key("web")]);
             assert!(a.bgp_reasons.is_empty());
             // Each family to the peer of that family.
             let (r, problems) = ribs(&w, n);

@@ -13,8 +13,8 @@
 //! 10 ms). GoBGP: the routes go in with `gobgp mrt inject global` (one MRT dump, see
 //! `ferrolb_tests::bgp::mrt`), the clock starting before the CLI runs. FerroLB: N
 //! single-address IPv6 Services (with an endpoint on the node) are written into its
-//! standalone directory (`--source dir:`, polled every 100 ms), the clock starting
-//! before the write. For FerroLB a cold start is measured too: the Services already in
+//! standalone directory (`--source dir:`, watched with inotify), the clock starting
+//! before the files are written (their text is rendered before, as GoBGP's dump is). For FerroLB a cold start is measured too: the Services already in
 //! the directory, the clock starting when the speaker process is started (session set-up
 //! included). Memory: the speaker's VmRSS and VmHWM once BIRD has everything.
 //!
@@ -194,8 +194,12 @@ fn ferrolb(bin: &std::path::Path, n: usize, trial: usize) -> bgp::Result<(Measur
         &net.dir().join("speaker.log"),
     )?;
     bird.wait_established(from, Duration::from_secs(30))?;
+    // Rendered before the clock starts, as GoBGP's MRT dump is.
+    let record = site::assignments_yaml(&all);
+    let text = site::services_yaml(&all, &node_addr);
     let start = Instant::now();
-    site::write_services(&dir, &all, &node_addr)?;
+    site::write(&dir, ".ferrolb/assignments.yaml", &record)?;
+    site::write(&dir, "services.yaml", &text)?;
     let handed = start.elapsed();
     wait_all(&bird, from, n).ok_or_else(|| bgp::Error::Timeout {
         what: format!(

@@ -571,9 +571,7 @@ impl DirController {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let a_text = assignments
-            .to_yaml()
-            .map_err(|e| serialize_err(&a_path, &e))?;
+        let a_text = assignments.to_yaml();
         let wrote_assignments =
             write_if_changed(&a_path, &a_text, PUBLIC).map_err(write_err(&a_path))?;
         let s_path = status_path(&self.dir);
@@ -935,15 +933,19 @@ mod tests {
             },
         ]);
         assert_eq!(list.items[0].namespace, "default");
-        let text = list.to_yaml().unwrap();
-        assert!(text.contains("kind: AssignmentList"), "{text}");
+        let text = list.to_yaml();
+        assert!(text.contains("\"kind\":\"AssignmentList\""), "{text}");
         assert!(
-            text.contains("  ips: [\"198.51.100.200\", \"2001:db8:51::200\"]\n"),
+            text.contains("\"ips\":[\"198.51.100.200\",\"2001:db8:51::200\"]"),
             "{text}"
         );
-        assert!(text.contains("  pool: \"1234\"\n"), "{text}");
+        assert!(text.contains("\"pool\":\"1234\""), "{text}");
+        // One Service per line, and YAML all the same.
+        assert_eq!(text.lines().filter(|l| l.contains("\"pool\"")).count(), 2);
+        let yaml: AssignmentList = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(yaml, list);
         assert_eq!(AssignmentList::parse(&text, "a.yaml").unwrap(), list);
-        let empty = AssignmentList::default().to_yaml().unwrap();
+        let empty = AssignmentList::default().to_yaml();
         assert_eq!(
             AssignmentList::parse(&empty, "a.yaml").unwrap(),
             AssignmentList::default()

@@ -42,6 +42,36 @@ pub struct RouteAttrs {
 /// What is sent to one peer: every prefix with its attributes.
 pub type AdjRibOut = BTreeMap<IpNet, RouteAttrs>;
 
+/// The prefixes a peer holds, shared: the session publishes them on every change and
+/// the report, the metrics and the status objects read them, so tens of thousands are
+/// never copied. Written out as strings (`203.0.113.5/32`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Prefixes(std::sync::Arc<[IpNet]>);
+
+impl Prefixes {
+    pub fn new(prefixes: impl IntoIterator<Item = IpNet>) -> Prefixes {
+        Prefixes(prefixes.into_iter().collect())
+    }
+
+    /// As text, for people and tests.
+    pub fn strings(&self) -> Vec<String> {
+        self.0.iter().map(IpNet::to_string).collect()
+    }
+}
+
+impl std::ops::Deref for Prefixes {
+    type Target = [IpNet];
+    fn deref(&self) -> &[IpNet] {
+        &self.0
+    }
+}
+
+impl serde::Serialize for Prefixes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|p| p.to_string()))
+    }
+}
+
 /// The routes of every peer of this node, and what could not be used.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {

@@ -99,7 +99,7 @@ pub struct SessionStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_router_id: Option<String>,
     /// The prefixes the peer holds from us.
-    pub advertised: Vec<String>,
+    pub advertised: rib::Prefixes,
     /// Prefixes that could not be sent, with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unsendable: Vec<String>,
@@ -462,10 +462,13 @@ impl Session {
     /// holds.
     fn send_diff(&mut self, d: RibDiff, mut wanted: AdjRibOut) {
         let Some(params) = self.params() else { return };
+        let start = std::time::Instant::now();
         let ups = rib::updates(&d, &params);
+        let messages = ups.messages.len();
         for u in ups.messages {
             self.send_update(u);
         }
+        debug!(peer = %self.spec.name, messages, took = ?start.elapsed(), "UPDATEs queued");
         self.unsendable.retain(|u| {
             // Kept only for prefixes this diff did not touch.
             !d.announce
@@ -727,7 +730,7 @@ impl Session {
         let mut cur = status.lock().unwrap_or_else(|p| p.into_inner());
         let sent_changed = std::mem::take(&mut self.sent_changed);
         let advertised = if sent_changed {
-            self.sent.keys().map(IpNet::to_string).collect()
+            rib::Prefixes::new(self.sent.keys().copied())
         } else {
             std::mem::take(&mut cur.advertised)
         };
@@ -789,7 +792,7 @@ impl Session {
         .await;
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.state = State::Idle.to_string();
-        s.advertised.clear();
+        s.advertised = rib::Prefixes::default();
     }
 }
 
@@ -1301,7 +1304,10 @@ mod tests {
         .await;
         assert_eq!(up.peer_asn, Some(64500));
         assert_eq!(up.peer_router_id.as_deref(), Some("192.0.2.1"));
-        assert_eq!(up.advertised, ["203.0.113.5/32", "2001:db8:113::5/128"]);
+        assert_eq!(
+            up.advertised.strings(),
+            ["203.0.113.5/32", "2001:db8:113::5/128"]
+        );
         // One UPDATE per family, then one End-of-RIB per family.
         assert_eq!(up.updates_sent, 4, "{up:?}");
         let r = wait_for(&router, "Established on the passive side", |s| {
@@ -1324,7 +1330,7 @@ mod tests {
             &[("router".into(), changed)].into(),
         );
         let s = wait_for(&node, "the change", |s| {
-            s.advertised.first().map(String::as_str) == Some("203.0.113.6/32")
+            s.advertised.first().map(IpNet::to_string).as_deref() == Some("203.0.113.6/32")
         })
         .await;
         assert_eq!(s.updates_sent, 6, "{s:?}");

@@ -23,7 +23,7 @@ pub struct SessionSummary {
     pub peer: String,
     pub address: String,
     pub state: String,
-    pub advertised: Vec<String>,
+    pub advertised: rib::Prefixes,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unsendable: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

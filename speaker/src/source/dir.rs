@@ -5,10 +5,11 @@
 //! in `data`, base64, or in `stringData`) and the controller's record of assigned
 //! addresses, and turns them into a [`crate::world::World`].
 //!
-//! A file that does not parse keeps its last good objects, as in the controller: a
-//! half-saved edit must not make every node stop announcing.
+//! A file that does not parse leaves the inputs as they were: the speaker goes on from
+//! the last reading in which every file parsed, so a half-saved edit never makes every
+//! node stop announcing. (Keeping each file's last good text instead would hold a copy of
+//! every file in memory: megabytes for a directory of thousands of Services.)
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -19,12 +20,14 @@ use kube::ResourceExt;
 
 pub use super::Snapshot;
 
-/// Reads a directory, remembering each file's last good objects.
+/// Reads a directory.
 #[derive(Debug)]
 pub struct DirSource {
     dir: PathBuf,
     lb_class: Option<String>,
-    last_good: BTreeMap<PathBuf, String>,
+    /// A reading in which every file parsed has been returned: from then on a file that
+    /// does not parse makes [`DirSource::read`] fail, so the last inputs stay in use.
+    read_good: bool,
     stamp: Vec<(PathBuf, Option<SystemTime>, u64, u64)>,
 }
 
@@ -47,7 +50,7 @@ impl DirSource {
         DirSource {
             dir,
             lb_class,
-            last_good: BTreeMap::new(),
+            read_good: false,
             stamp: Vec::new(),
         }
     }
@@ -72,13 +75,13 @@ impl DirSource {
         changed
     }
 
-    /// Reads everything and builds the world.
+    /// Reads everything and builds the world. Once a reading has succeeded, a file that
+    /// does not parse is an error (the caller keeps the last inputs); before, its
+    /// objects are left out and the problem reported.
     pub fn read(&mut self) -> Result<Snapshot, std::io::Error> {
         let mut problems = Vec::new();
         let mut inputs = Inputs::default();
-        let files = yaml_files(&self.dir)?;
-        self.last_good.retain(|p, _| files.contains(p));
-        for f in files {
+        for f in yaml_files(&self.dir)? {
             let origin = f.display().to_string();
             let text = match std::fs::read_to_string(&f) {
                 Ok(t) => t,
@@ -89,29 +92,31 @@ impl DirSource {
             };
             let mut one = Inputs::default();
             match one.parse(&text, &origin) {
-                Ok(()) => {
-                    self.last_good.insert(f.clone(), text);
+                Ok(()) => merge(&mut inputs, one),
+                Err(e) if self.read_good => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        e.to_string(),
+                    ));
                 }
-                Err(e) => {
-                    problems.push(format!("{e} (using its last good content)"));
-                    let Some(good) = self.last_good.get(&f) else {
-                        continue;
-                    };
-                    one = Inputs::default();
-                    if one.parse(good, &origin).is_err() {
-                        continue;
-                    }
-                }
+                Err(e) => problems.push(format!("{e} (its objects are left out)")),
             }
-            merge(&mut inputs, one);
         }
         let record = match AssignmentList::read(&self.dir) {
             Ok(r) => r.unwrap_or_default(),
+            // Without the record no Service has an address: better the last one.
+            Err(e) if self.read_good => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    e.to_string(),
+                ));
+            }
             Err(e) => {
                 problems.push(e.to_string());
                 AssignmentList::default()
             }
         };
+        self.read_good = true;
         Ok(build(inputs, &record, self.lb_class.as_deref(), problems))
     }
 }
@@ -221,15 +226,25 @@ endpoints: [{addresses: [10.244.1.5], nodeName: node1, conditions: {ready: true}
         assert_eq!(web.endpoints.len(), 1);
         assert!(snap.world.nodes["node1"].ready);
         assert_eq!(snap.world.l2_ads.len(), 1);
-        // A broken edit keeps the last good content.
+        // A broken edit: the reading fails, naming the file, and the caller keeps the
+        // last inputs.
         std::fs::write(dir.join("cluster.yaml"), "kind: [broken").unwrap();
         assert!(src.changed());
-        let snap = src.read().unwrap();
-        assert_eq!(snap.world.services.len(), 1);
+        let err = src.read().unwrap_err();
+        assert!(err.to_string().contains("cluster.yaml"), "{err}");
+        // Fixed: read again.
+        std::fs::write(dir.join("cluster.yaml"), CLUSTER).unwrap();
+        assert!(src.changed());
+        assert_eq!(src.read().unwrap().world.services.len(), 1);
+        // A speaker starting on a broken file has no last inputs: it goes on without
+        // that file's objects, and says so.
+        std::fs::write(dir.join("cluster.yaml"), "kind: [broken").unwrap();
+        let snap = DirSource::new(dir.clone(), None).read().unwrap();
+        assert!(snap.world.services.is_empty());
         assert!(
             snap.problems
                 .iter()
-                .any(|p| p.contains("cluster.yaml") && p.contains("last good")),
+                .any(|p| p.contains("cluster.yaml") && p.contains("left out")),
             "{:?}",
             snap.problems
         );

@@ -86,6 +86,7 @@ use crate::run::{Report, Reporter};
 use crate::source::Snapshot;
 use crate::status::{self, Existing, Kind, Op, Plan, Warning};
 use crate::world::ServiceKey;
+use std::sync::Arc;
 use store::{Input, Store};
 
 /// Field manager of every write, and the Events' reporting controller.
@@ -116,7 +117,7 @@ impl Config {
 }
 
 /// Connects (in-cluster config or kubeconfig) and starts; see [`start_with`].
-pub async fn start(cli: &Cli) -> anyhow::Result<(watch::Receiver<Snapshot>, KubeReporter)> {
+pub async fn start(cli: &Cli) -> anyhow::Result<(watch::Receiver<Arc<Snapshot>>, KubeReporter)> {
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
@@ -134,8 +135,8 @@ pub async fn start(cli: &Cli) -> anyhow::Result<(watch::Receiver<Snapshot>, Kube
 pub async fn start_with(
     client: Client,
     config: Config,
-) -> (watch::Receiver<Snapshot>, KubeReporter) {
-    let (tx, mut rx) = watch::channel(Snapshot::default());
+) -> (watch::Receiver<Arc<Snapshot>>, KubeReporter) {
+    let (tx, mut rx) = watch::channel(Arc::new(Snapshot::default()));
     let (uids_tx, uids_rx) = watch::channel(BTreeMap::new());
     let (object_uids_tx, object_uids_rx) = watch::channel(BTreeMap::new());
     let inputs = watch_inputs(client.clone(), &config.namespace);
@@ -253,7 +254,7 @@ fn watch_inputs(client: Client, namespace: &str) -> Inputs {
 async fn follow(
     mut inputs: Inputs,
     mut store: Store,
-    tx: watch::Sender<Snapshot>,
+    tx: watch::Sender<Arc<Snapshot>>,
     uids: watch::Sender<BTreeMap<ServiceKey, String>>,
     object_uids: watch::Sender<ObjectUids>,
 ) {
@@ -284,7 +285,7 @@ async fn follow(
             sent = true;
             uids.send_replace(store.service_uids());
             object_uids.send_replace(store.object_uids());
-            if tx.send(store.snapshot()).is_err() {
+            if tx.send(Arc::new(store.snapshot())).is_err() {
                 return;
             }
         }
@@ -404,16 +405,10 @@ impl KubeReporter {
     }
 }
 
-impl Reporter for KubeReporter {
-    fn announced(&mut self, report: &Report, ann: &Announcements, want: &Desired, bgp: &rib::Plan) {
-        self.l2.ask(status::desired_l2(ann, want));
-        self.bgp.ask(status::desired_bgp(ann, &bgp.peers));
-        let now = status::warnings(&bgp.conflicts);
-        let mut notices: Vec<Notice> = status::fresh(&self.said, &now)
-            .into_iter()
-            .map(Notice::from)
-            .collect();
-        self.said = now;
+impl KubeReporter {
+    /// Sends `notices` and an Event for each session that went up or down since the
+    /// last report.
+    fn notify(&mut self, report: &Report, mut notices: Vec<Notice>) {
         notices.extend(
             status::session_events(&report.node, &self.sessions, &report.bgp_sessions)
                 .into_iter()
@@ -424,6 +419,24 @@ impl Reporter for KubeReporter {
             // Only fails when the publisher is gone, i.e. the runtime is shutting down.
             let _ = self.notices.send(notices);
         }
+    }
+}
+
+impl Reporter for KubeReporter {
+    fn announced(&mut self, report: &Report, ann: &Announcements, want: &Desired, bgp: &rib::Plan) {
+        self.l2.ask(status::desired_l2(ann, want));
+        self.bgp.ask(status::desired_bgp(ann, &bgp.peers));
+        let now = status::warnings(&bgp.conflicts);
+        let notices: Vec<Notice> = status::fresh(&self.said, &now)
+            .into_iter()
+            .map(Notice::from)
+            .collect();
+        self.said = now;
+        self.notify(report, notices);
+    }
+
+    fn sessions(&mut self, report: &Report) {
+        self.notify(report, Vec::new());
     }
 
     fn stop(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -705,8 +718,8 @@ impl<O: StatusObject> StatusWriter<O> {
             let reference = ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Service".into()),
-                namespace: Some(note.service.namespace.clone()),
-                name: Some(note.service.name.clone()),
+                namespace: Some(note.service.namespace.to_string()),
+                name: Some(note.service.name.to_string()),
                 uid: uids.get(&note.service).cloned(),
                 ..Default::default()
             };

@@ -23,7 +23,7 @@ pub struct Snapshot {
     pub world: World,
     /// Gossip peers: every node's InternalIP, by node name.
     pub node_addresses: BTreeMap<String, IpAddr>,
-    /// Inputs that could not be read (the dir source uses a file's last good content),
+    /// Inputs that could not be read (the dir source leaves out a file that does not parse),
     /// and objects that cannot be used.
     pub problems: Vec<String>,
 }
