@@ -64,14 +64,11 @@ impl Inputs {
     /// `List` documents are expanded. MetalLB's `metallb.io/v1beta1` IPAddressPools are
     /// read as FerroLB's, so a MetalLB configuration can be previewed unchanged.
     pub fn parse(&mut self, text: &str, origin: &str) -> Result<(), LoadError> {
-        if let Some(docs) = json_documents(text) {
-            let mut fast = Inputs::default();
-            if docs.iter().all(|d| fast.add_json(d, origin).is_ok()) {
-                self.extend(fast);
-                return Ok(());
-            }
-            // A document JSON cannot read: the YAML parser says what is wrong, the same
-            // way as for any file.
+        // Not all JSON, or a document JSON cannot read: the YAML parser reads it, and
+        // says what is wrong the same way as for any file.
+        if let Some(fast) = json_documents(text).and_then(|d| parse_json_documents(&d, origin)) {
+            self.extend(fast);
+            return Ok(());
         }
         let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, file_options())
             .map_err(|e| LoadError::Yaml {
@@ -221,6 +218,43 @@ impl Inputs {
     }
 }
 
+/// Below this many documents a file is read on the calling thread only.
+const PARALLEL_FROM: usize = 2_000;
+
+/// Every document read as JSON, on as many threads as there are CPUs (at most four)
+/// for a large file; `None` when one of them cannot be read that way.
+fn parse_json_documents(docs: &[&str], origin: &str) -> Option<Inputs> {
+    let one = |chunk: &[&str]| {
+        let mut part = Inputs::default();
+        chunk
+            .iter()
+            .all(|d| part.add_json(d, origin).is_ok())
+            .then_some(part)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if docs.len() < PARALLEL_FROM || threads < 2 {
+        return one(docs);
+    }
+    let size = docs.len().div_ceil(threads);
+    let parts: Vec<Option<Inputs>> = std::thread::scope(|s| {
+        let handles: Vec<_> = docs
+            .chunks(size)
+            .map(|chunk| s.spawn(move || one(chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    let mut all = Inputs::default();
+    for part in parts {
+        all.extend(part?);
+    }
+    Some(all)
+}
+
 /// The documents of a multi-document stream when every one is a single JSON object
 /// (how programs write large files, `kubectl get -o json` included); `None` otherwise.
 /// JSON is YAML, but a JSON parser reads it many times faster. Documents are split at
@@ -364,6 +398,26 @@ items: [{apiVersion: v1, kind: Node, metadata: {name: node1}}]
         assert_eq!(json.endpoint_slices.len(), 1);
         assert_eq!(json.pools.len(), 1);
         assert_eq!(json.nodes.len(), 1);
+    }
+
+    #[test]
+    fn a_large_json_file_is_read_in_parallel_in_order() {
+        let n = PARALLEL_FROM * 2 + 1;
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&format!(
+                "---\n{{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{{\"name\":\"svc{i}\",\"namespace\":\"default\"}}}}\n"
+            ));
+        }
+        let mut i = Inputs::default();
+        i.parse(&text, "big.yaml").unwrap();
+        let names: Vec<String> = i.services.iter().map(|s| s.name_any()).collect();
+        let want: Vec<String> = (0..n).map(|i| format!("svc{i}")).collect();
+        assert_eq!(names, want);
+        // One bad document anywhere: the YAML parser's error.
+        text.push_str("---\n{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"spec\":{\"ports\":1}}\n");
+        let err = Inputs::default().parse(&text, "big.yaml").unwrap_err();
+        assert!(matches!(err, LoadError::Object { .. }), "{err}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::bgp::rib::{self, Plan};
+use crate::bgp::speaker::SessionSummary;
 use crate::cli::{Cli, Source};
 use crate::desired::{self, Desired};
 use crate::election::{self, Announcements};
@@ -41,6 +42,8 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// How often the standalone directory is still polled while inotify watches it: only a
 /// safety net for file systems that send no events.
 const DIR_FALLBACK_POLL: Duration = Duration::from_secs(1);
+/// How long after a decision on new inputs the freed heap is given back.
+const TRIM_AFTER: Duration = Duration::from_millis(200);
 /// How long a starting speaker waits to hear from every known node before announcing
 /// on what it has: a few gossip probe periods.
 const SETTLE: Duration = Duration::from_millis(1500);
@@ -53,10 +56,10 @@ pub trait L2Plane {
 /// Tells the world what this node announces; called whenever that changes. `bgp` is
 /// what each BGP peer is meant to hold, and the problems found planning it.
 pub trait Reporter {
-    fn announced(&mut self, report: &Report, ann: &Announcements, want: &Desired, bgp: &Plan);
+    fn announced(&mut self, report: &Arc<Report>, ann: &Announcements, want: &Desired, bgp: &Plan);
 
     /// Only the BGP sessions changed (`report.bgp_sessions`): nothing that was decided.
-    fn sessions(&mut self, report: &Report);
+    fn sessions(&mut self, report: &Arc<Report>);
 
     /// The speaker is stopping and announces nothing any more: withdraw what was
     /// reported, if that means anything.
@@ -80,7 +83,7 @@ pub struct Report {
     pub no_interface: Vec<String>,
     /// BGP sessions: state and the prefixes each peer holds from this node.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub bgp_sessions: Vec<crate::bgp::speaker::SessionSummary>,
+    pub bgp_sessions: Vec<SessionSummary>,
     /// Service → the BGPPeers its addresses are meant to reach (the standalone
     /// counterpart of ServiceBGPStatus; empty: elected here but reaching no peer).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -91,17 +94,17 @@ pub struct Report {
 }
 
 impl Report {
-    /// Puts what was decided into the report; true when that changed it.
-    fn set_decision(
-        &mut self,
+    /// The report of what was decided, with the sessions as they were.
+    fn decided(
         node: &str,
         live: BTreeSet<String>,
         ann: &Announcements,
         want: &Desired,
         homeless: &BTreeSet<IpAddr>,
         bgp: &Plan,
-    ) -> bool {
-        let next = Report {
+        bgp_sessions: Vec<SessionSummary>,
+    ) -> Report {
+        Report {
             node: node.to_string(),
             live_members: live,
             announcing: want
@@ -119,16 +122,13 @@ impl Report {
                 .map(|(k, r)| (k.to_string(), format!("{r:?}")))
                 .collect(),
             no_interface: homeless.iter().map(IpAddr::to_string).collect(),
-            bgp_sessions: std::mem::take(&mut self.bgp_sessions),
+            bgp_sessions,
             bgp_announcing: status::desired_bgp(ann, &bgp.peers)
                 .into_iter()
                 .map(|(svc, peers)| (svc.to_string(), peers.into_iter().collect()))
                 .collect(),
             bgp_problems: bgp.problems.iter().map(|p| p.to_string()).collect(),
-        };
-        let changed = next != *self;
-        *self = next;
-        changed
+        }
     }
 }
 
@@ -138,7 +138,7 @@ impl Report {
 struct DirReporter {
     dir: PathBuf,
     /// The report not written yet; taken by whoever writes next.
-    pending: Arc<Mutex<Option<Report>>>,
+    pending: Arc<Mutex<Option<Arc<Report>>>>,
     /// Held while writing, so that an older report never lands after a newer one.
     writing: Arc<Mutex<()>>,
 }
@@ -168,7 +168,7 @@ impl DirReporter {
         })
     }
 
-    fn put(&mut self, report: &Report) {
+    fn put(&mut self, report: &Arc<Report>) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let idle = pending.is_none();
         *pending = Some(report.clone());
@@ -181,11 +181,11 @@ impl DirReporter {
 }
 
 impl Reporter for DirReporter {
-    fn announced(&mut self, report: &Report, _: &Announcements, _: &Desired, _: &Plan) {
+    fn announced(&mut self, report: &Arc<Report>, _: &Announcements, _: &Desired, _: &Plan) {
         self.put(report);
     }
 
-    fn sessions(&mut self, report: &Report) {
+    fn sessions(&mut self, report: &Arc<Report>) {
         self.put(report);
     }
 
@@ -352,7 +352,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(POLL);
-    let mut report = Report::default();
+    let mut report = Arc::new(Report::default());
     let mut ann = election::Announcements::default();
     let mut reported = false;
     let settle_deadline = tokio::time::Instant::now() + SETTLE;
@@ -366,6 +366,7 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
     let mut decide = true;
     // New inputs came in since the last decision.
     let mut fresh = true;
+    let mut trim_at = None;
     loop {
         let mut what_changed = Changed::default();
         if std::mem::take(&mut decide) {
@@ -416,8 +417,19 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
                     .filter(|(_, peers)| !peers.is_empty())
                     .map(|(ip, _)| ip),
             );
-            what_changed.decision =
-                report.set_decision(&cli.node_name, live, &ann, &want, &homeless, bgp.plan());
+            let next = Report::decided(
+                &cli.node_name,
+                live,
+                &ann,
+                &want,
+                &homeless,
+                bgp.plan(),
+                report.bgp_sessions.clone(),
+            );
+            if next != *report {
+                report = Arc::new(next);
+                what_changed.decision = true;
+            }
             if what_changed.decision {
                 info!(announcing = ?report.announcing, live = ?report.live_members, "announcements changed");
                 for ip in &report.no_interface {
@@ -428,13 +440,14 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
             applied = want;
             if settled && std::mem::take(&mut fresh) {
                 // The parse, the last world and the last decision are gone: give their
-                // pages back (on the side: it walks the whole heap).
-                tokio::task::spawn_blocking(crate::memory::trim);
+                // pages back, once the sessions have sent what changed (trimming holds
+                // the allocator's locks while it walks the whole heap).
+                trim_at = Some(tokio::time::Instant::now() + TRIM_AFTER);
             }
         }
         let sessions = bgp.summaries();
         if sessions != report.bgp_sessions {
-            report.bgp_sessions = sessions;
+            Arc::make_mut(&mut report).bgp_sessions = sessions;
             what_changed.sessions = true;
         }
         // Not before settling: a restarted speaker would withdraw, then restore,
@@ -477,6 +490,10 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
                     }
                 }
             }
+            _ = sleep_until(trim_at), if trim_at.is_some() => {
+                trim_at = None;
+                tokio::task::spawn_blocking(crate::memory::trim);
+            }
             // Until settled, look again now and then: the deadline may have passed.
             _ = tick.tick(), if !settled => decide = true,
         }
@@ -507,6 +524,13 @@ pub async fn run(cli: Cli, plane: &mut dyn L2Plane, metrics: &Metrics) -> anyhow
 struct Changed {
     decision: bool,
     sessions: bool,
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The same interfaces, answering for nothing.

@@ -172,6 +172,18 @@ fn listen_in(
                     }
                 }
             }
+            // A connection the dialer saw complete may still wait in the backlog: take
+            // what is there (bounded) before answering.
+            while let Ok(r) = tokio::time::timeout(
+                Duration::from_millis(300),
+                l.accept(|from| rejected.push(from.ip())),
+            )
+            .await
+            {
+                let (stream, from) = r.expect("accept");
+                seen.accepted.push(from.ip());
+                kept.push(stream);
+            }
             seen.rejected = rejected;
             seen
         })

@@ -16,7 +16,8 @@
 //! standalone directory (`--source dir:`, watched with inotify), the clock starting
 //! before the files are written (their text is rendered before, as GoBGP's dump is). For FerroLB a cold start is measured too: the Services already in
 //! the directory, the clock starting when the speaker process is started (session set-up
-//! included). Memory: the speaker's VmRSS and VmHWM once BIRD has everything.
+//! included). Memory: the speaker's VmRSS and VmHWM once BIRD has everything, and its
+//! VmRSS one second later (freed heap is given back a moment after a decision).
 //!
 //! Run as root: `cargo bench -p ferrolb-tests --bench bgp_prefixes [-- --counts
 //! 10000,50000 --trials 3]`. Prints figures; asserts nothing about speed.
@@ -75,12 +76,18 @@ fn prefixes(n: usize) -> Vec<IpNet> {
         .collect()
 }
 
+/// How long after all-in-BIRD the memory is read again: the speaker gives freed heap
+/// back a moment after a decision, so this is its steady state.
+const SETTLE: Duration = Duration::from_secs(1);
+
 struct Measure {
     /// Routes handed over → all in BIRD.
     all_in: Duration,
     /// How long the hand-over itself took (GoBGP: the CLI's run).
     handed: Duration,
     memory: procfs::Memory,
+    /// VmRSS [`SETTLE`] later.
+    settled_kib: u64,
 }
 
 fn router(net: &Net) -> bgp::Result<Bird> {
@@ -131,10 +138,13 @@ fn gobgpd(n: usize, trial: usize) -> bgp::Result<Measure> {
     })?;
     let all_in = start.elapsed();
     let memory = procfs::memory(g.daemon.pid()).unwrap_or_default();
+    std::thread::sleep(SETTLE);
+    let settled_kib = procfs::memory(g.daemon.pid()).unwrap_or_default().rss_kib;
     Ok(Measure {
         all_in,
         handed,
         memory,
+        settled_kib,
     })
 }
 
@@ -209,10 +219,14 @@ fn ferrolb(bin: &std::path::Path, n: usize, trial: usize) -> bgp::Result<(Measur
         ),
         limit: RUN_LIMIT,
     })?;
+    let all_in = start.elapsed();
+    let memory = procfs::memory(sp.daemon.pid()).unwrap_or_default();
+    std::thread::sleep(SETTLE);
     let hot = Measure {
-        all_in: start.elapsed(),
+        all_in,
         handed,
-        memory: procfs::memory(sp.daemon.pid()).unwrap_or_default(),
+        memory,
+        settled_kib: procfs::memory(sp.daemon.pid()).unwrap_or_default().rss_kib,
     };
     sp.daemon.stop(Duration::from_secs(5));
     bgp::wait_for(Duration::from_secs(10), POLL, || {
@@ -236,10 +250,14 @@ fn ferrolb(bin: &std::path::Path, n: usize, trial: usize) -> bgp::Result<(Measur
         ),
         limit: RUN_LIMIT,
     })?;
+    let all_in = start.elapsed();
+    let memory = procfs::memory(sp.daemon.pid()).unwrap_or_default();
+    std::thread::sleep(SETTLE);
     let cold = Measure {
-        all_in: start.elapsed(),
+        all_in,
         handed: Duration::ZERO,
-        memory: procfs::memory(sp.daemon.pid()).unwrap_or_default(),
+        memory,
+        settled_kib: procfs::memory(sp.daemon.pid()).unwrap_or_default().rss_kib,
     };
     Ok((hot, cold))
 }
@@ -261,13 +279,15 @@ fn report(name: &str, n: usize, runs: &[Measure]) -> Option<Duration> {
     let handed = median(runs.iter().map(|m| m.handed).collect());
     let rss = runs.iter().map(|m| m.memory.rss_kib).max().unwrap_or(0);
     let peak = runs.iter().map(|m| m.memory.peak_kib).max().unwrap_or(0);
+    let settled = runs.iter().map(|m| m.settled_kib).max().unwrap_or(0);
     println!(
-        "{:<16} {:>9} {:>11.3} s {:>9.3} s {:>6.1} MiB {:>6.1} MiB",
+        "{:<16} {:>9} {:>11.3} s {:>9.3} s {:>6.1} MiB {:>6.1} MiB {:>6.1} MiB",
         name,
         n,
         all_in.as_secs_f64(),
         handed.as_secs_f64(),
         mib(rss),
+        mib(settled),
         mib(peak)
     );
     Some(all_in)
@@ -291,8 +311,8 @@ fn main() {
         a.trials
     );
     println!(
-        "{:<16} {:>9} {:>13} {:>11} {:>10} {:>10}",
-        "speaker", "prefixes", "all-in-BIRD", "hand-over", "RSS", "peak RSS"
+        "{:<16} {:>9} {:>13} {:>11} {:>10} {:>10} {:>10}",
+        "speaker", "prefixes", "all-in-BIRD", "hand-over", "RSS", "RSS +1 s", "peak RSS"
     );
     for &n in &a.counts {
         let mut g = Vec::new();

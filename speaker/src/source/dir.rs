@@ -117,7 +117,15 @@ impl DirSource {
             }
         };
         self.read_good = true;
-        Ok(build(inputs, &record, self.lb_class.as_deref(), problems))
+        let snap = build(&mut inputs, &record, self.lb_class.as_deref(), problems);
+        // Tens of thousands of parsed objects take a while to free, and nobody waits for
+        // that: the snapshot goes out first.
+        if inputs.services.len() + inputs.endpoint_slices.len() > 1_000 {
+            let _ = std::thread::Builder::new()
+                .name("drop-inputs".into())
+                .spawn(move || drop(inputs));
+        }
+        Ok(snap)
     }
 }
 
@@ -142,7 +150,7 @@ fn merge(into: &mut Inputs, from: Inputs) {
 /// Builds the world from parsed inputs and the controller's record (pure): each
 /// Service's addresses are those the record gives it (none: not assigned yet).
 pub fn build(
-    mut inputs: Inputs,
+    inputs: &mut Inputs,
     record: &AssignmentList,
     lb_class: Option<&str>,
     problems: Vec<String>,
@@ -160,7 +168,7 @@ pub fn build(
         ferrolb_crds::service::set_ingress_ips(svc, &a.ips);
         true
     });
-    super::snapshot(&inputs, lb_class, problems)
+    super::snapshot(inputs, lb_class, problems)
 }
 
 #[cfg(test)]

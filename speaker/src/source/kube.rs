@@ -423,7 +423,13 @@ impl KubeReporter {
 }
 
 impl Reporter for KubeReporter {
-    fn announced(&mut self, report: &Report, ann: &Announcements, want: &Desired, bgp: &rib::Plan) {
+    fn announced(
+        &mut self,
+        report: &Arc<Report>,
+        ann: &Announcements,
+        want: &Desired,
+        bgp: &rib::Plan,
+    ) {
         self.l2.ask(status::desired_l2(ann, want));
         self.bgp.ask(status::desired_bgp(ann, &bgp.peers));
         let now = status::warnings(&bgp.conflicts);
@@ -435,7 +441,7 @@ impl Reporter for KubeReporter {
         self.notify(report, notices);
     }
 
-    fn sessions(&mut self, report: &Report) {
+    fn sessions(&mut self, report: &Arc<Report>) {
         self.notify(report, Vec::new());
     }
 
