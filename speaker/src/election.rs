@@ -502,8 +502,11 @@ fn bgp_announcements(
                 for ip in &svc.ips {
                     let a = out.bgp.entry(*ip).or_default();
                     if a.services.last() != Some(&svc.key) {
+                        // Exactly one more: almost every address has one Service.
+                        a.services.reserve_exact(1);
                         a.services.push(svc.key.clone());
                     }
+                    a.ads.reserve_exact(ads.len());
                     a.ads.extend(ads.iter().copied());
                 }
             }
