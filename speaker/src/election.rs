@@ -495,30 +495,43 @@ fn bgp_announcements(
     live: &BTreeSet<String>,
     out: &mut Announcements,
 ) {
-    // Services come in key order: each list of Services is sorted as it is built.
+    // Collected as lists, sorted, and made maps in one go, which packs their nodes full
+    // (tens of thousands of entries, filled one at a time, would leave them half empty).
+    let mut by_ip: Vec<(IpAddr, &ServiceKey, Vec<usize>)> = Vec::new();
+    let mut reasons = Vec::new();
     for svc in world.services.values() {
         match bgp_decision(world, svc, my_node, live) {
             Ok(ads) => {
-                for ip in &svc.ips {
-                    let a = out.bgp.entry(*ip).or_default();
-                    if a.services.last() != Some(&svc.key) {
-                        // Exactly one more: almost every address has one Service.
-                        a.services.reserve_exact(1);
-                        a.services.push(svc.key.clone());
-                    }
-                    a.ads.reserve_exact(ads.len());
-                    a.ads.extend(ads.iter().copied());
-                }
+                let ads: Vec<usize> = ads.into_iter().collect();
+                by_ip.extend(svc.ips.iter().map(|ip| (*ip, &svc.key, ads.clone())));
             }
-            Err(why) => {
-                out.bgp_reasons.insert(svc.key.clone(), why);
-            }
+            Err(why) => reasons.push((svc.key.clone(), why)),
         }
     }
-    for a in out.bgp.values_mut() {
-        a.ads.sort_unstable();
-        a.ads.dedup();
+    // Stable: the Services of one address stay in key order.
+    by_ip.sort_by_key(|(ip, _, _)| *ip);
+    let mut merged: Vec<(IpAddr, BgpAnnouncement)> = Vec::with_capacity(by_ip.len());
+    for (ip, key, ads) in by_ip {
+        match merged.last_mut() {
+            Some((last, a)) if *last == ip => {
+                if a.services.last() != Some(key) {
+                    a.services.push(key.clone());
+                }
+                a.ads.extend(ads);
+                a.ads.sort_unstable();
+                a.ads.dedup();
+            }
+            _ => merged.push((
+                ip,
+                BgpAnnouncement {
+                    services: vec![key.clone()],
+                    ads,
+                },
+            )),
+        }
     }
+    out.bgp = merged.into_iter().collect();
+    out.bgp_reasons = reasons.into_iter().collect();
 }
 
 /// What `my_node` announces, in Layer2 mode and over BGP.
@@ -551,16 +564,19 @@ pub fn announcements(world: &World, my_node: &str, live: &BTreeSet<String>) -> A
             }
         }
     }
+    // Built as a sorted list, then made a map in one go: a map filled one key at a time
+    // in key order leaves its nodes half empty, and this one has an entry for nearly
+    // every Service where Layer2 is not used.
+    let mut reasons = Vec::new();
     for (svc, decided) in &elected {
         let d = match decided {
             Ok(d) if d.leader == my_node => d,
             Ok(d) => {
-                out.reasons
-                    .insert(svc.key.clone(), NotAnnounced::NotLeader(d.leader.into()));
+                reasons.push((svc.key.clone(), NotAnnounced::NotLeader(d.leader.into())));
                 continue;
             }
             Err(why) => {
-                out.reasons.insert(svc.key.clone(), why.clone());
+                reasons.push((svc.key.clone(), why.clone()));
                 continue;
             }
         };
@@ -577,6 +593,7 @@ pub fn announcements(world: &World, my_node: &str, live: &BTreeSet<String>) -> A
             a.services.insert(svc.key.clone());
         }
     }
+    out.reasons = reasons.into_iter().collect();
     out
 }
 

@@ -9,6 +9,7 @@ use ferrolb_speaker::plane::Announcers;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    ferrolb_speaker::memory::configure();
     let cli = Cli::parse();
     // A bad gossip tuning is a bad flag: say so before starting anything.
     if let Err(e) = cli.gossip_tuning().to_foca() {

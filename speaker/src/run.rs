@@ -77,7 +77,8 @@ pub struct Report {
     pub live_members: BTreeSet<String>,
     /// Interface name → addresses it answers for.
     pub announcing: BTreeMap<String, Vec<String>>,
-    /// Service → why this node does not announce it.
+    /// Service → why this node announces none of its addresses (in Layer2 mode and
+    /// over BGP).
     pub not_announced: BTreeMap<String, String>,
     /// Addresses elected here that no interface can carry.
     pub no_interface: Vec<String>,
@@ -116,11 +117,7 @@ impl Report {
                     )
                 })
                 .collect(),
-            not_announced: ann
-                .reasons
-                .iter()
-                .map(|(k, r)| (k.to_string(), format!("{r:?}")))
-                .collect(),
+            not_announced: not_announced(ann),
             no_interface: homeless.iter().map(IpAddr::to_string).collect(),
             bgp_sessions,
             bgp_announcing: status::desired_bgp(ann, &bgp.peers)
@@ -130,6 +127,19 @@ impl Report {
             bgp_problems: bgp.problems.iter().map(|p| p.to_string()).collect(),
         }
     }
+}
+
+/// Every Service of which this node announces no address, in either mode, with why:
+/// a Service it announces over BGP is not listed for having no Layer2 advertisement
+/// (with BGP alone, that would be every Service).
+fn not_announced(ann: &Announcements) -> BTreeMap<String, String> {
+    ann.reasons
+        .iter()
+        .filter_map(|(k, l2)| {
+            let bgp = ann.bgp_reasons.get(k)?;
+            Some((k.to_string(), format!("Layer2: {l2:?}; BGP: {bgp:?}")))
+        })
+        .collect()
 }
 
 /// The standalone reporter: writes the [`Report`] beside the directory, on a blocking
@@ -220,17 +230,19 @@ fn write_report(dir: &std::path::Path, r: &Report) {
 
 /// Reads the directory once (an error here stops the speaker: there is nothing to go
 /// on), then again in a task whenever it changes. A read that fails later keeps the last
-/// inputs. Reading runs on a blocking thread: parsing tens of thousands of objects takes
-/// a while, and the sessions and gossip must not wait for it.
+/// inputs.
 async fn dir_feed(
     dir: PathBuf,
     lb_class: Option<String>,
 ) -> anyhow::Result<watch::Receiver<Arc<Snapshot>>> {
-    let mut source = DirSource::new(dir.clone(), lb_class);
-    source.changed();
-    let (source, first) = read_off_thread(source).await?;
+    let reader = Reader::start(DirSource::new(dir.clone(), lb_class))
+        .with_context(|| format!("starting the reader of {}", dir.display()))?;
+    let first = reader
+        .read()
+        .await
+        .context("the directory reader stopped")?
+        .context("the directory reader found nothing to read")?;
     let snap = first.with_context(|| format!("reading {}", dir.display()))?;
-    let mut source = Some(source);
     let (tx, rx) = watch::channel(Arc::new(snap));
     let mut notify = match DirWatch::new(&dir) {
         Ok(w) => Some(w),
@@ -262,46 +274,70 @@ async fn dir_feed(
                     tick.tick().await;
                 }
             }
-            let Some(mut src) = source.take() else { break };
-            if !src.changed() {
-                source = Some(src);
-                continue;
-            }
-            let Ok((src, read)) = read_off_thread(src).await else {
-                warn!(
-                    "reading {} stopped: the reader thread failed",
-                    dir.display()
-                );
-                break;
-            };
-            source = Some(src);
-            match read {
-                Ok(s) => {
+            match reader.read().await {
+                None => {
+                    warn!(
+                        "reading {} stopped: the reader thread is gone",
+                        dir.display()
+                    );
+                    break;
+                }
+                Some(None) => {}
+                Some(Some(Ok(s))) => {
                     tx.send_replace(Arc::new(s));
                 }
-                Err(e) => warn!("reading {}: {e} (keeping the last inputs)", dir.display()),
+                Some(Some(Err(e))) => {
+                    warn!("reading {}: {e} (keeping the last inputs)", dir.display())
+                }
             }
         }
     });
     Ok(rx)
 }
 
-type Read = (DirSource, Result<Snapshot, std::io::Error>);
+/// A reading of the directory: `None` when nothing changed since the last one.
+type Reading = Option<Result<Snapshot, std::io::Error>>;
 
-async fn read_off_thread(mut source: DirSource) -> Result<Read, tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || {
-        let start = std::time::Instant::now();
-        let read = source.read();
-        if let Ok(s) = &read {
-            debug!(
-                services = s.world.services.len(),
-                took = ?start.elapsed(),
-                "read the directory"
-            );
-        }
-        (source, read)
-    })
-    .await
+/// The thread that reads the directory: parsing tens of thousands of objects takes a
+/// while, and the sessions and gossip must not wait for it. One long-lived thread, so
+/// that the heap arena glibc gives it holds the snapshots it builds and little else:
+/// large files are parsed on short-lived threads of their own, whose arenas then hold
+/// only the parse and are given back whole. Built in an arena shared with the parse,
+/// the snapshot's small objects end up scattered through megabytes of freed pages,
+/// which then cannot be returned.
+struct Reader(std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Reading>>);
+
+impl Reader {
+    fn start(mut source: DirSource) -> std::io::Result<Reader> {
+        let (tx, rx) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<Reading>>();
+        std::thread::Builder::new()
+            .name("dir-reader".into())
+            .spawn(move || {
+                for reply in rx {
+                    let reading = source.changed().then(|| {
+                        let start = std::time::Instant::now();
+                        let read = source.read();
+                        if let Ok(s) = &read {
+                            debug!(
+                                services = s.world.services.len(),
+                                took = ?start.elapsed(),
+                                "read the directory"
+                            );
+                        }
+                        read
+                    });
+                    let _ = reply.send(reading);
+                }
+            })?;
+        Ok(Reader(tx))
+    }
+
+    /// Reads the directory if it changed; `None` when the thread is gone.
+    async fn read(&self) -> Option<Reading> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0.send(tx).ok()?;
+        rx.await.ok()
+    }
 }
 
 /// Runs until SIGTERM/SIGINT. On the way out the speaker stops answering and leaves the
@@ -590,5 +626,40 @@ async fn start_gossip(cli: &Cli, snap: &Snapshot) -> anyhow::Result<Option<Membe
             );
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::election::{BgpAnnouncement, NotAnnounced};
+    use crate::world::ServiceKey;
+
+    #[test]
+    fn a_service_announced_over_bgp_is_not_reported_as_not_announced() {
+        let (over_bgp, nowhere) = (
+            ServiceKey::new("default", "a"),
+            ServiceKey::new("default", "b"),
+        );
+        let mut ann = Announcements::default();
+        for k in [&over_bgp, &nowhere] {
+            ann.reasons.insert(k.clone(), NotAnnounced::NoAdvertisement);
+        }
+        ann.bgp.insert(
+            "203.0.113.1".parse().unwrap(),
+            BgpAnnouncement {
+                services: vec![over_bgp],
+                ads: vec![0],
+            },
+        );
+        ann.bgp_reasons
+            .insert(nowhere, NotAnnounced::NoServingEndpoints);
+        assert_eq!(
+            not_announced(&ann),
+            BTreeMap::from([(
+                "default/b".to_string(),
+                "Layer2: NoAdvertisement; BGP: NoServingEndpoints".to_string()
+            )])
+        );
     }
 }

@@ -765,7 +765,7 @@ mod tests {
         let table = |prefixes: &[&str]| -> AdjRibOut {
             prefixes
                 .iter()
-                .map(|p| (net(p), RouteAttrs::default()))
+                .map(|p| (net(p), std::sync::Arc::new(RouteAttrs::default())))
                 .collect()
         };
         let peers: BTreeMap<String, AdjRibOut> = [

@@ -168,7 +168,9 @@ impl ServiceInfo {
     /// class) is the caller's choice.
     pub fn from_service(svc: &Service, pools: &PoolCheck, endpoints: Vec<Endpoint>) -> ServiceInfo {
         let meta = &svc.metadata;
-        let ips = ferrolb_crds::service::ingress_ips(svc);
+        let mut ips = ferrolb_crds::service::ingress_ips(svc);
+        // Kept for the Service's life, once per Service: no spare room.
+        ips.shrink_to_fit();
         let pool = ips
             .first()
             .and_then(|ip| pools.valid.values().find(|p| p.contains(ip)))

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_crds::bgp::DynamicAsn;
@@ -716,8 +717,8 @@ mod properties {
         }
     }
 
-    fn random_attrs(r: &mut Rng) -> RouteAttrs {
-        RouteAttrs {
+    fn random_attrs(r: &mut Rng) -> Arc<RouteAttrs> {
+        Arc::new(RouteAttrs {
             local_pref: r.chance(50).then(|| *r.pick(&[100, 200])),
             communities: (0..r.below(3))
                 .map(|_| Community::new(64512, r.below(4) as u16))
@@ -729,7 +730,7 @@ mod properties {
                     local_data2: 0,
                 })
                 .collect(),
-        }
+        })
     }
 
     fn random_rib(r: &mut Rng, size: u64) -> AdjRibOut {
@@ -854,7 +855,10 @@ mod properties {
             "seed {seed}: a withdrawal sent twice"
         );
         assert_eq!(w, d.withdraw, "seed {seed}");
-        let ann: AdjRibOut = announced.iter().cloned().collect();
+        let ann: AdjRibOut = announced
+            .iter()
+            .map(|(p, a)| (*p, Arc::new(a.clone())))
+            .collect();
         assert_eq!(
             ann.len(),
             announced.len(),
@@ -880,11 +884,11 @@ mod properties {
     /// limit allows (each /32 takes 5 bytes of NLRI).
     #[test]
     fn fifty_thousand_routes_pack_tightly() {
-        let attrs = RouteAttrs {
+        let attrs = Arc::new(RouteAttrs {
             local_pref: Some(100),
             communities: [Community::new(64512, 100)].into(),
             ..RouteAttrs::default()
-        };
+        });
         let rib: AdjRibOut = (0..50_000u32)
             .map(|i| {
                 let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);

@@ -555,7 +555,11 @@ fn announced_over_bgp() -> (Announcements, Plan) {
             ads: [0].into(),
         },
     );
-    let table: AdjRibOut = [("192.0.2.10/32".parse().unwrap(), RouteAttrs::default())].into();
+    let table: AdjRibOut = [(
+        "192.0.2.10/32".parse().unwrap(),
+        Arc::new(RouteAttrs::default()),
+    )]
+    .into();
     let plan = Plan {
         peers: [("router".to_string(), table)].into(),
         problems: Vec::new(),

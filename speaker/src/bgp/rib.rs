@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ferrolb_crds::validate::Problem;
 use ipnet::{IpNet, Ipv4Net};
@@ -39,8 +40,9 @@ pub struct RouteAttrs {
     pub large_communities: BTreeSet<LargeCommunity>,
 }
 
-/// What is sent to one peer: every prefix with its attributes.
-pub type AdjRibOut = BTreeMap<IpNet, RouteAttrs>;
+/// What is sent to one peer: every prefix with its attributes. The attributes are
+/// shared: tens of thousands of prefixes usually carry one or two sets of them.
+pub type AdjRibOut = BTreeMap<IpNet, Arc<RouteAttrs>>;
 
 /// The prefixes a peer holds, shared: the session publishes them on every change and
 /// the report, the metrics and the status objects read them, so tens of thousands are
@@ -196,6 +198,8 @@ pub fn plan(world: &World, my_node: &str, announced: &BTreeMap<IpAddr, BgpAnnoun
     // (prefix, advertisements) -> iBGP peers it was not sent to.
     let mut conflicts: BTreeMap<(IpNet, Vec<usize>), Vec<String>> = BTreeMap::new();
     let mut peers = BTreeMap::new();
+    // Each distinct set of attributes once, shared by every prefix carrying it.
+    let mut interned: BTreeSet<Arc<RouteAttrs>> = BTreeSet::new();
     for peer in node_peers(world, my_node) {
         let ibgp = peer.session.is_ibgp();
         // Prefix -> the advertisements giving it to this peer.
@@ -216,7 +220,8 @@ pub fn plan(world: &World, my_node: &str, announced: &BTreeMap<IpAddr, BgpAnnoun
                 }
             }
         }
-        let mut rib = AdjRibOut::new();
+        // A sorted list made a map in one go: its nodes packed full.
+        let mut rib = Vec::with_capacity(sources.len());
         for (p, ads) in sources {
             let prefs: BTreeSet<Option<u32>> =
                 ads.iter().map(|&i| world.bgp_ads[i].local_pref).collect();
@@ -240,9 +245,17 @@ pub fn plan(world: &World, my_node: &str, announced: &BTreeMap<IpAddr, BgpAnnoun
                 attrs.communities.extend(a.communities.iter().copied());
                 attrs.large_communities.extend(a.large.iter().copied());
             }
-            rib.insert(p, attrs);
+            let attrs = match interned.get(&attrs) {
+                Some(a) => Arc::clone(a),
+                None => {
+                    let a = Arc::new(attrs);
+                    interned.insert(Arc::clone(&a));
+                    a
+                }
+            };
+            rib.push((p, attrs));
         }
-        peers.insert(peer.name.clone(), rib);
+        peers.insert(peer.name.clone(), rib.into_iter().collect());
     }
     let mut conflicted = Vec::new();
     for ((p, ads), to) in conflicts {
@@ -666,8 +679,8 @@ mod tests {
         let d = RibDiff {
             withdraw: [net("203.0.113.9/32"), net("2001:db8:113::9/128")].into(),
             announce: [
-                (net("203.0.113.5/32"), attrs.clone()),
-                (net("2001:db8:113::5/128"), attrs.clone()),
+                (net("203.0.113.5/32"), Arc::new(attrs.clone())),
+                (net("2001:db8:113::5/128"), Arc::new(attrs.clone())),
             ]
             .into(),
         };
@@ -714,8 +727,8 @@ mod tests {
         let d = RibDiff {
             withdraw: BTreeSet::new(),
             announce: [
-                (net("203.0.113.5/32"), RouteAttrs::default()),
-                (net("2001:db8:113::5/128"), RouteAttrs::default()),
+                (net("203.0.113.5/32"), Arc::default()),
+                (net("2001:db8:113::5/128"), Arc::default()),
             ]
             .into(),
         };

@@ -413,8 +413,10 @@ impl Session {
                     return;
                 }
                 let rib = self.rib.borrow().clone();
-                let mut wanted = only(&self.sent, &self.other_families(&families));
-                wanted.extend(only(&rib, &families));
+                let wanted: AdjRibOut = only(&self.sent, &self.other_families(&families))
+                    .into_iter()
+                    .chain(only(&rib, &families))
+                    .collect();
                 self.send_diff(RibDiff::full(&only(&rib, &families)), wanted);
                 if end_of_rib {
                     for u in rib::end_of_rib(&families) {
@@ -1258,7 +1260,12 @@ mod tests {
     fn rib(prefixes: &[&str]) -> AdjRibOut {
         prefixes
             .iter()
-            .map(|p| (p.parse().unwrap(), RouteAttrs::default()))
+            .map(|p| {
+                (
+                    p.parse().unwrap(),
+                    std::sync::Arc::new(RouteAttrs::default()),
+                )
+            })
             .collect()
     }
 

@@ -123,7 +123,10 @@ impl DirSource {
         if inputs.services.len() + inputs.endpoint_slices.len() > 1_000 {
             let _ = std::thread::Builder::new()
                 .name("drop-inputs".into())
-                .spawn(move || drop(inputs));
+                .spawn(move || {
+                    drop(inputs);
+                    crate::memory::trim();
+                });
         }
         Ok(snap)
     }

@@ -53,14 +53,21 @@ pub fn snapshot(inputs: &Inputs, lb_class: Option<&str>, mut problems: Vec<Strin
         }
         w.insert_node(node);
     }
-    for svc in &inputs.services {
-        if !handles(svc, lb_class) {
-            continue;
-        }
-        let key = world::ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any());
-        let eps = endpoints.get(&key).cloned().unwrap_or_default();
-        w.insert_service(ServiceInfo::from_service(svc, &pools, eps));
-    }
+    // In one go rather than one insert at a time, which would leave the map's nodes half
+    // full: with tens of thousands of Services that is megabytes. The last of two
+    // Services with the same key wins, as with inserts.
+    w.services = inputs
+        .services
+        .iter()
+        .filter(|svc| handles(svc, lb_class))
+        .map(|svc| {
+            let key = world::ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any());
+            let eps = endpoints.get(&key).cloned().unwrap_or_default();
+            let info = ServiceInfo::from_service(svc, &pools, eps);
+            // The map's key shares the Service's strings.
+            (info.key.clone(), info)
+        })
+        .collect();
     let labels = world::pool_labels(&inputs.pools);
     for ad in &inputs.l2_advertisements {
         match L2Ad::from_crd(ad, &labels) {
