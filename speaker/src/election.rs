@@ -42,6 +42,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -396,8 +397,8 @@ pub struct BgpAnnouncement {
     pub services: Vec<ServiceKey>,
     /// The BGPAdvertisements, by index in `world.bgp_ads`, that apply to one of those
     /// Services and select this node: they decide the prefixes, peers and attributes.
-    /// Sorted, each once.
-    pub ads: Vec<usize>,
+    /// Sorted, each once; shared by every address with the same list.
+    pub ads: Arc<[usize]>,
 }
 
 /// The BGPAdvertisements that apply to a Service, by index in `world.bgp_ads`.
@@ -497,13 +498,18 @@ fn bgp_announcements(
 ) {
     // Collected as lists, sorted, and made maps in one go, which packs their nodes full
     // (tens of thousands of entries, filled one at a time, would leave them half empty).
-    let mut by_ip: Vec<(IpAddr, &ServiceKey, Vec<usize>)> = Vec::new();
+    let mut by_ip: Vec<(IpAddr, &ServiceKey, Arc<[usize]>)> = Vec::new();
     let mut reasons = Vec::new();
+    let mut lists: BTreeMap<BTreeSet<usize>, Arc<[usize]>> = BTreeMap::new();
     for svc in world.services.values() {
         match bgp_decision(world, svc, my_node, live) {
             Ok(ads) => {
-                let ads: Vec<usize> = ads.into_iter().collect();
-                by_ip.extend(svc.ips.iter().map(|ip| (*ip, &svc.key, ads.clone())));
+                let ads = Arc::clone(
+                    lists
+                        .entry(ads)
+                        .or_insert_with_key(|set| set.iter().copied().collect()),
+                );
+                by_ip.extend(svc.ips.iter().map(|ip| (*ip, &svc.key, Arc::clone(&ads))));
             }
             Err(why) => reasons.push((svc.key.clone(), why)),
         }
@@ -517,9 +523,10 @@ fn bgp_announcements(
                 if a.services.last() != Some(key) {
                     a.services.push(key.clone());
                 }
-                a.ads.extend(ads);
-                a.ads.sort_unstable();
-                a.ads.dedup();
+                if a.ads != ads {
+                    let union: BTreeSet<usize> = a.ads.iter().chain(ads.iter()).copied().collect();
+                    a.ads = union.into_iter().collect();
+                }
             }
             _ => merged.push((
                 ip,

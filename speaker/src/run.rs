@@ -88,7 +88,7 @@ pub struct Report {
     /// Service → the BGPPeers its addresses are meant to reach (the standalone
     /// counterpart of ServiceBGPStatus; empty: elected here but reaching no peer).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub bgp_announcing: BTreeMap<String, Vec<String>>,
+    pub bgp_announcing: BTreeMap<String, Names>,
     /// What BGP could not send, and why (a conflicting localPref, an unknown community).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bgp_problems: Vec<String>,
@@ -120,13 +120,39 @@ impl Report {
             not_announced: not_announced(ann),
             no_interface: homeless.iter().map(IpAddr::to_string).collect(),
             bgp_sessions,
-            bgp_announcing: status::desired_bgp(ann, &bgp.peers)
-                .into_iter()
-                .map(|(svc, peers)| (svc.to_string(), peers.into_iter().collect()))
-                .collect(),
+            bgp_announcing: bgp_announcing(ann, bgp),
             bgp_problems: bgp.problems.iter().map(|p| p.to_string()).collect(),
         }
     }
+}
+
+/// Names, shared: thousands of Services list the same BGPPeers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Names(Arc<[String]>);
+
+impl serde::Serialize for Names {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+/// Service → the BGPPeers its addresses are meant to reach, each distinct list once.
+fn bgp_announcing(ann: &Announcements, bgp: &Plan) -> BTreeMap<String, Names> {
+    let mut lists: BTreeMap<BTreeSet<String>, Names> = BTreeMap::new();
+    status::desired_bgp(ann, &bgp.peers)
+        .into_iter()
+        .map(|(svc, peers)| {
+            let names = match lists.get(&peers) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = Names(peers.iter().cloned().collect());
+                    lists.insert(peers, n.clone());
+                    n
+                }
+            };
+            (svc.to_string(), names)
+        })
+        .collect()
 }
 
 /// Every Service of which this node announces no address, in either mode, with why:
@@ -649,7 +675,7 @@ mod tests {
             "203.0.113.1".parse().unwrap(),
             BgpAnnouncement {
                 services: vec![over_bgp],
-                ads: vec![0],
+                ads: vec![0].into(),
             },
         );
         ann.bgp_reasons

@@ -656,7 +656,7 @@ mod properties {
                         {
                             continue;
                         }
-                        for &i in &ann.ads {
+                        for &i in ann.ads.iter() {
                             let ad = &w.bgp_ads[i];
                             if alias_missing && ad.communities.contains("alias") {
                                 continue;

@@ -208,7 +208,7 @@ pub fn plan(world: &World, my_node: &str, announced: &BTreeMap<IpAddr, BgpAnnoun
             if !peer.session.carries(ip) {
                 continue;
             }
-            for &i in &a.ads {
+            for &i in a.ads.iter() {
                 let ad = &world.bgp_ads[i];
                 if !usable.contains_key(&i)
                     || !(ad.peers.is_empty() || ad.peers.contains(&peer.name))
