@@ -35,6 +35,7 @@ use crate::netlink;
 use crate::source::Snapshot;
 use crate::source::dir::DirSource;
 use crate::source::dir_watch::DirWatch;
+use crate::world::ServiceKey;
 use crate::{status, takeover};
 
 /// How often the standalone directory is checked for changes.
@@ -79,7 +80,7 @@ pub struct Report {
     pub announcing: BTreeMap<String, Vec<String>>,
     /// Service → why this node announces none of its addresses (in Layer2 mode and
     /// over BGP).
-    pub not_announced: BTreeMap<String, String>,
+    pub not_announced: BTreeMap<ServiceKey, String>,
     /// Addresses elected here that no interface can carry.
     pub no_interface: Vec<String>,
     /// BGP sessions: state and the prefixes each peer holds from this node.
@@ -88,7 +89,7 @@ pub struct Report {
     /// Service → the BGPPeers its addresses are meant to reach (the standalone
     /// counterpart of ServiceBGPStatus; empty: elected here but reaching no peer).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub bgp_announcing: BTreeMap<String, Names>,
+    pub bgp_announcing: BTreeMap<ServiceKey, Names>,
     /// What BGP could not send, and why (a conflicting localPref, an unknown community).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bgp_problems: Vec<String>,
@@ -137,7 +138,7 @@ impl serde::Serialize for Names {
 }
 
 /// Service → the BGPPeers its addresses are meant to reach, each distinct list once.
-fn bgp_announcing(ann: &Announcements, bgp: &Plan) -> BTreeMap<String, Names> {
+fn bgp_announcing(ann: &Announcements, bgp: &Plan) -> BTreeMap<ServiceKey, Names> {
     let mut lists: BTreeMap<BTreeSet<String>, Names> = BTreeMap::new();
     status::desired_bgp(ann, &bgp.peers)
         .into_iter()
@@ -150,7 +151,7 @@ fn bgp_announcing(ann: &Announcements, bgp: &Plan) -> BTreeMap<String, Names> {
                     n
                 }
             };
-            (svc.to_string(), names)
+            (svc, names)
         })
         .collect()
 }
@@ -158,12 +159,12 @@ fn bgp_announcing(ann: &Announcements, bgp: &Plan) -> BTreeMap<String, Names> {
 /// Every Service of which this node announces no address, in either mode, with why:
 /// a Service it announces over BGP is not listed for having no Layer2 advertisement
 /// (with BGP alone, that would be every Service).
-fn not_announced(ann: &Announcements) -> BTreeMap<String, String> {
+fn not_announced(ann: &Announcements) -> BTreeMap<ServiceKey, String> {
     ann.reasons
         .iter()
         .filter_map(|(k, l2)| {
             let bgp = ann.bgp_reasons.get(k)?;
-            Some((k.to_string(), format!("Layer2: {l2:?}; BGP: {bgp:?}")))
+            Some((k.clone(), format!("Layer2: {l2:?}; BGP: {bgp:?}")))
         })
         .collect()
 }
@@ -662,6 +663,21 @@ mod tests {
     use crate::world::ServiceKey;
 
     #[test]
+    fn the_report_names_services_and_peers_as_people_write_them() {
+        let peers = Names(vec!["router".to_string()].into());
+        let report = Report {
+            node: "node1".into(),
+            bgp_announcing: BTreeMap::from([(ServiceKey::new("shop", "web"), peers)]),
+            ..Report::default()
+        };
+        let text = serde_saphyr::to_string(&report).unwrap();
+        assert!(
+            text.contains("bgpAnnouncing:\n  shop/web:\n  - router\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_service_announced_over_bgp_is_not_reported_as_not_announced() {
         let (over_bgp, nowhere) = (
             ServiceKey::new("default", "a"),
@@ -683,7 +699,7 @@ mod tests {
         assert_eq!(
             not_announced(&ann),
             BTreeMap::from([(
-                "default/b".to_string(),
+                ServiceKey::new("default", "b"),
                 "Layer2: NoAdvertisement; BGP: NoServingEndpoints".to_string()
             )])
         );

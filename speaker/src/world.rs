@@ -48,6 +48,13 @@ impl ServiceKey {
     }
 }
 
+/// Written as `namespace/name`, as people read it (the report's keys).
+impl serde::Serialize for ServiceKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
