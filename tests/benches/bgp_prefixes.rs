@@ -90,6 +90,20 @@ struct Measure {
     settled_kib: u64,
 }
 
+impl Measure {
+    /// The times given, and the memory of process `pid` now and [`SETTLE`] later.
+    fn taken(all_in: Duration, handed: Duration, pid: i32) -> Measure {
+        let memory = procfs::memory(pid).unwrap_or_default();
+        std::thread::sleep(SETTLE);
+        Measure {
+            all_in,
+            handed,
+            memory,
+            settled_kib: procfs::memory(pid).unwrap_or_default().rss_kib,
+        }
+    }
+}
+
 fn router(net: &Net) -> bgp::Result<Bird> {
     let h = net.host(1);
     let cfg = RouterConfig::new(ROUTER_AS, net.router.ipv4, net.router.ipv6)
@@ -136,16 +150,7 @@ fn gobgpd(n: usize, trial: usize) -> bgp::Result<Measure> {
         ),
         limit: RUN_LIMIT,
     })?;
-    let all_in = start.elapsed();
-    let memory = procfs::memory(g.daemon.pid()).unwrap_or_default();
-    std::thread::sleep(SETTLE);
-    let settled_kib = procfs::memory(g.daemon.pid()).unwrap_or_default().rss_kib;
-    Ok(Measure {
-        all_in,
-        handed,
-        memory,
-        settled_kib,
-    })
+    Ok(Measure::taken(start.elapsed(), handed, g.daemon.pid()))
 }
 
 /// The site directory of the FerroLB runs: node1, pool 2001:db8:1000::/108, one eBGP
@@ -219,15 +224,7 @@ fn ferrolb(bin: &std::path::Path, n: usize, trial: usize) -> bgp::Result<(Measur
         ),
         limit: RUN_LIMIT,
     })?;
-    let all_in = start.elapsed();
-    let memory = procfs::memory(sp.daemon.pid()).unwrap_or_default();
-    std::thread::sleep(SETTLE);
-    let hot = Measure {
-        all_in,
-        handed,
-        memory,
-        settled_kib: procfs::memory(sp.daemon.pid()).unwrap_or_default().rss_kib,
-    };
+    let hot = Measure::taken(start.elapsed(), handed, sp.daemon.pid());
     sp.daemon.stop(Duration::from_secs(5));
     bgp::wait_for(Duration::from_secs(10), POLL, || {
         bird.count_from(from).ok().filter(|c| *c == 0).map(drop)
@@ -250,15 +247,7 @@ fn ferrolb(bin: &std::path::Path, n: usize, trial: usize) -> bgp::Result<(Measur
         ),
         limit: RUN_LIMIT,
     })?;
-    let all_in = start.elapsed();
-    let memory = procfs::memory(sp.daemon.pid()).unwrap_or_default();
-    std::thread::sleep(SETTLE);
-    let cold = Measure {
-        all_in,
-        handed: Duration::ZERO,
-        memory,
-        settled_kib: procfs::memory(sp.daemon.pid()).unwrap_or_default().rss_kib,
-    };
+    let cold = Measure::taken(start.elapsed(), Duration::ZERO, sp.daemon.pid());
     Ok((hot, cold))
 }
 

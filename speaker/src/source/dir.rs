@@ -132,22 +132,14 @@ impl DirSource {
     }
 }
 
-fn merge(into: &mut Inputs, from: Inputs) {
-    into.pools.extend(from.pools);
-    into.services.extend(from.services);
-    into.namespaces.extend(from.namespaces);
-    into.nodes.extend(from.nodes);
-    into.endpoint_slices.extend(from.endpoint_slices);
-    into.l2_advertisements.extend(from.l2_advertisements);
-    into.bgp_advertisements.extend(from.bgp_advertisements);
-    into.bgp_peers.extend(from.bgp_peers);
-    into.communities.extend(from.communities);
-    into.bfd_profiles.extend(from.bfd_profiles);
-    into.secrets.extend(
-        from.secrets
-            .into_iter()
-            .map(crate::bgp::config::slim_secret),
-    );
+/// Appends one file's objects, each Secret reduced to its password first.
+fn merge(into: &mut Inputs, mut from: Inputs) {
+    from.secrets = from
+        .secrets
+        .into_iter()
+        .map(crate::bgp::config::slim_secret)
+        .collect();
+    into.extend(from);
 }
 
 /// Builds the world from parsed inputs and the controller's record (pure): each
