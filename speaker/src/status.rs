@@ -93,8 +93,8 @@ impl Kind for Bgp {
     fn status(node: &str, service: &ServiceKey, items: &BTreeSet<String>) -> Self::Status {
         ServiceBGPStatusStatus {
             node: node.into(),
-            service_name: service.name.to_string(),
-            service_namespace: service.namespace.to_string(),
+            service_name: service.name().to_string(),
+            service_namespace: service.namespace().to_string(),
             peers: items.iter().cloned().collect(),
         }
     }
@@ -172,9 +172,9 @@ pub fn object_name_of<K: Kind>(node: &str, service: &ServiceKey) -> String {
     let mut h = Sha256::new();
     h.update(node.as_bytes());
     h.update(b"/");
-    h.update(service.namespace.as_bytes());
+    h.update(service.namespace().as_bytes());
     h.update(b"/");
-    h.update(service.name.as_bytes());
+    h.update(service.name().as_bytes());
     let digest = h.finalize();
     let hex: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{hex}", K::PREFIX)
@@ -208,8 +208,8 @@ pub fn labels(node: &str, service: &ServiceKey) -> BTreeMap<String, String> {
     let node = node_label_value(node);
     [
         (NODE_LABEL, node.as_str()),
-        (SERVICE_NAME_LABEL, &*service.name),
-        (SERVICE_NAMESPACE_LABEL, &*service.namespace),
+        (SERVICE_NAME_LABEL, service.name()),
+        (SERVICE_NAMESPACE_LABEL, service.namespace()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -224,8 +224,8 @@ pub fn status_of(
 ) -> ServiceL2StatusStatus {
     ServiceL2StatusStatus {
         node: node.into(),
-        service_name: service.name.to_string(),
-        service_namespace: service.namespace.to_string(),
+        service_name: service.name().to_string(),
+        service_namespace: service.namespace().to_string(),
         interfaces: interfaces
             .iter()
             .map(|n| InterfaceInfo { name: n.clone() })

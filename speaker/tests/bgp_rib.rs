@@ -183,7 +183,7 @@ mod rules {
         for n in ["node1", "node2", "node3"] {
             let a = announcements(&w, n, &live);
             assert_eq!(a.bgp.len(), 2, "{n}");
-            assert_eq!(a.bgp[&ip("203.0.113.5")].services, vec![key("web")]);
+            assert_eq!(a.bgp[&ip("203.0.113.5")].services.as_slice(), [key("web")]);
             assert!(a.bgp_reasons.is_empty());
             // Each family to the peer of that family.
             let (r, problems) = ribs(&w, n);
@@ -493,7 +493,7 @@ mod properties {
         let services: Vec<ServiceInfo> = (0..r.below(8))
             .map(|i| {
                 let mut s = svc(&format!("s{i}"), &[]);
-                s.pool = r.pick(&["bgp", "other"]).to_string();
+                s.pool = (*r.pick(&["bgp", "other"])).into();
                 if r.chance(90) {
                     s.ips
                         .push(IpAddr::V4(Ipv4Addr::new(203, 0, 113, r.below(256) as u8)));
@@ -505,7 +505,7 @@ mod properties {
                 s.external_traffic_policy_local = r.chance(40);
                 s.endpoints = (0..r.below(4))
                     .map(|_| Endpoint {
-                        node: r.chance(90).then(|| r.pick(&NODE_NAMES).to_string()),
+                        node: r.chance(90).then(|| (*r.pick(&NODE_NAMES)).into()),
                         serving: r.chance(80),
                     })
                     .collect();
@@ -587,7 +587,7 @@ mod properties {
             .any(|e| e.serving && e.node.as_deref() == Some(node));
         let serving_anywhere = s.endpoints.iter().any(|e| e.serving);
         let selected = w.bgp_ads.iter().any(|a| {
-            a.pools.contains(&s.pool)
+            a.pools.contains(&*s.pool)
                 && a.service_selectors.matches_or_empty(&s.labels)
                 && a.node_selectors.matches_or_empty(&n.labels)
         });

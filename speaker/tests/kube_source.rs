@@ -345,8 +345,11 @@ async fn snapshot_from_the_listed_objects() {
     // Only the Service of this speaker's class, with its endpoints and pool.
     assert_eq!(snap.world.services.keys().collect::<Vec<_>>(), vec![&web()]);
     let svc = &snap.world.services[&web()];
-    assert_eq!(svc.ips, vec!["192.0.2.10".parse::<IpAddr>().unwrap()]);
-    assert_eq!(svc.pool, "lan");
+    assert_eq!(
+        svc.ips.as_slice(),
+        ["192.0.2.10".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(&*svc.pool, "lan");
     assert_eq!(svc.endpoints.len(), 1);
     assert_eq!(svc.endpoints[0].node.as_deref(), Some("n1"));
     assert!(svc.endpoints[0].serving);
