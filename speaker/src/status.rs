@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ferrolb_crds::status::{
     InterfaceInfo, NODE_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, ServiceBGPStatusStatus,
@@ -151,7 +152,7 @@ pub fn desired_l2(ann: &Announcements, want: &Desired) -> BTreeMap<ServiceKey, B
 /// sessions' state is in the metrics and the report).
 pub fn desired_bgp(
     ann: &Announcements,
-    peers: &BTreeMap<String, AdjRibOut>,
+    peers: &BTreeMap<String, Arc<AdjRibOut>>,
 ) -> BTreeMap<ServiceKey, BTreeSet<String>> {
     let to = rib::peers_by_ip(&ann.bgp, peers);
     let mut out: BTreeMap<ServiceKey, BTreeSet<String>> = BTreeMap::new();
@@ -762,13 +763,15 @@ mod tests {
         announce("203.0.113.130", &["shared"]);
         announce("2001:db8::5", &["web6"]);
         announce("198.51.100.7", &["lonely"]);
-        let table = |prefixes: &[&str]| -> AdjRibOut {
-            prefixes
-                .iter()
-                .map(|p| (net(p), std::sync::Arc::new(RouteAttrs::default())))
-                .collect()
+        let table = |prefixes: &[&str]| -> Arc<AdjRibOut> {
+            Arc::new(
+                prefixes
+                    .iter()
+                    .map(|p| (net(p), Arc::new(RouteAttrs::default())))
+                    .collect(),
+            )
         };
-        let peers: BTreeMap<String, AdjRibOut> = [
+        let peers: BTreeMap<String, Arc<AdjRibOut>> = [
             // An aggregate covering .5 but not .130, and a host route.
             (
                 "agg".to_string(),

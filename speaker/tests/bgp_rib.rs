@@ -151,7 +151,10 @@ fn ribs(w: &World, node: &str) -> (BTreeMap<String, AdjRibOut>, Vec<String>) {
     let a = announcements(w, node, &all_live(w));
     let p = plan(w, node, &a.bgp);
     (
-        p.peers,
+        p.peers
+            .into_iter()
+            .map(|(name, rib)| (name, (*rib).clone()))
+            .collect(),
         p.problems
             .iter()
             .map(|p| format!("{} {}", p.reason, p))
@@ -310,6 +313,23 @@ mod rules {
         assert!(r["router"].is_empty(), "a session with nothing to send");
         let (r, _) = ribs(&w, "node3");
         assert_eq!(prefixes(&r["tor2"]), ["203.0.113.5/32"]);
+    }
+
+    #[test]
+    fn peers_with_the_same_routes_share_one_table() {
+        let w = world(
+            three_nodes(),
+            vec![svc("web", &["203.0.113.5"]), svc("api", &["203.0.113.6"])],
+            vec![ad("all")],
+            vec![peer("tor1", "198.51.100.1"), peer("tor2", "198.51.100.2")],
+        );
+        let a = announcements(&w, "node1", &all_live(&w));
+        let p = plan(&w, "node1", &a.bgp);
+        assert_eq!(
+            prefixes(&p.peers["tor1"]),
+            ["203.0.113.5/32", "203.0.113.6/32"]
+        );
+        assert!(std::sync::Arc::ptr_eq(&p.peers["tor1"], &p.peers["tor2"]));
     }
 
     #[test]

@@ -564,7 +564,7 @@ fn announced_over_bgp() -> (Announcements, Plan) {
     )]
     .into();
     let plan = Plan {
-        peers: [("router".to_string(), table)].into(),
+        peers: [("router".to_string(), Arc::new(table))].into(),
         problems: Vec::new(),
         conflicts: vec![Conflict {
             ads: vec!["a".into(), "b".into()],
