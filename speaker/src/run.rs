@@ -35,8 +35,8 @@ use crate::netlink;
 use crate::source::Snapshot;
 use crate::source::dir::DirSource;
 use crate::source::dir_watch::DirWatch;
+use crate::takeover;
 use crate::world::ServiceKey;
-use crate::{status, takeover};
 
 /// How often the standalone directory is checked for changes.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -139,20 +139,37 @@ impl serde::Serialize for Names {
 
 /// Service → the BGPPeers its addresses are meant to reach, each distinct list once.
 fn bgp_announcing(ann: &Announcements, bgp: &Plan) -> BTreeMap<ServiceKey, Names> {
-    let mut lists: BTreeMap<BTreeSet<String>, Names> = BTreeMap::new();
-    status::desired_bgp(ann, &bgp.peers)
-        .into_iter()
-        .map(|(svc, peers)| {
-            let names = match lists.get(&peers) {
-                Some(n) => n.clone(),
-                None => {
-                    let n = Names(peers.iter().cloned().collect());
-                    lists.insert(peers, n.clone());
-                    n
-                }
-            };
-            (svc, names)
+    let to = rib::peers_by_ip(&ann.bgp, &bgp.peers);
+    let mut by_service: Vec<(ServiceKey, Arc<[String]>)> = ann
+        .bgp
+        .iter()
+        .flat_map(|(ip, a)| {
+            let peers = to.get(ip).cloned().unwrap_or_default();
+            a.services
+                .iter()
+                .map(move |svc| (svc.clone(), peers.clone()))
         })
+        .collect();
+    by_service.sort_by(|a, b| a.0.cmp(&b.0));
+    // A Service with several addresses reaches the union of their peers.
+    let mut unions: BTreeMap<BTreeSet<String>, Arc<[String]>> = BTreeMap::new();
+    by_service.dedup_by(|later, first| {
+        if later.0 != first.0 {
+            return false;
+        }
+        if !Arc::ptr_eq(&later.1, &first.1) {
+            let union: BTreeSet<String> = first.1.iter().chain(later.1.iter()).cloned().collect();
+            first.1 = Arc::clone(
+                unions
+                    .entry(union)
+                    .or_insert_with_key(|u| u.iter().cloned().collect()),
+            );
+        }
+        true
+    });
+    by_service
+        .into_iter()
+        .map(|(svc, peers)| (svc, Names(peers)))
         .collect()
 }
 
@@ -675,6 +692,55 @@ mod tests {
             text.contains("bgpAnnouncing:\n  shop/web:\n  - router\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_report_lists_the_peers_each_service_reaches() {
+        let key = |n: &str| ServiceKey::new("default", n);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let mut ann = Announcements::default();
+        for (addr, svc) in [
+            ("203.0.113.1", "dual"),
+            ("2001:db8::1", "dual"),
+            ("203.0.113.2", "v4"),
+            ("203.0.113.3", "v4-too"),
+            ("203.0.113.9", "nowhere"),
+        ] {
+            ann.bgp.insert(
+                ip(addr),
+                BgpAnnouncement {
+                    services: [key(svc)].into(),
+                    ads: vec![0].into(),
+                },
+            );
+        }
+        let table = |prefixes: &[&str]| {
+            let attrs = Arc::new(crate::bgp::rib::RouteAttrs::default());
+            Arc::new(
+                prefixes
+                    .iter()
+                    .map(|p| (p.parse().unwrap(), attrs.clone()))
+                    .collect(),
+            )
+        };
+        let plan = Plan {
+            peers: [
+                ("r4".to_string(), table(&["203.0.113.0/30"])),
+                ("r6".to_string(), table(&["2001:db8::1/128"])),
+            ]
+            .into(),
+            ..Plan::default()
+        };
+        let to = bgp_announcing(&ann, &plan);
+        let names = |n: &str| to[&key(n)].0.to_vec();
+        assert_eq!(
+            names("dual"),
+            ["r4", "r6"],
+            "the union of its addresses' peers"
+        );
+        assert_eq!(names("v4"), ["r4"]);
+        assert!(names("nowhere").is_empty());
+        assert!(Arc::ptr_eq(&to[&key("v4")].0, &to[&key("v4-too")].0));
     }
 
     #[test]

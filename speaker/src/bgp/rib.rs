@@ -98,31 +98,43 @@ pub struct Conflict {
 }
 
 /// Per address this node announces over BGP: the peers whose Adj-RIB-Out (`peers`, as
-/// in [`Plan::peers`]) holds a prefix covering it. Addresses reaching no peer map to an
-/// empty set.
+/// in [`Plan::peers`]) holds a prefix covering it, by name in order. Addresses reaching
+/// no peer map to an empty list. Addresses reaching the same peers share one list:
+/// there are tens of thousands of addresses and a handful of peers.
 pub fn peers_by_ip(
     announced: &BTreeMap<IpAddr, BgpAnnouncement>,
     peers: &BTreeMap<String, Arc<AdjRibOut>>,
-) -> BTreeMap<IpAddr, BTreeSet<String>> {
+) -> BTreeMap<IpAddr, Arc<[String]>> {
     // Lookups by the prefix lengths each table uses (one or two in practice) rather
     // than a scan: tables can hold tens of thousands of prefixes.
     let lengths: Vec<(&String, &AdjRibOut, BTreeSet<u8>)> = peers
         .iter()
         .map(|(name, rib)| (name, &**rib, rib.keys().map(IpNet::prefix_len).collect()))
         .collect();
+    // Which peers an address reaches, one bit per peer, is the key of its list.
+    type Mask = smallvec::SmallVec<[u64; 1]>;
+    let mut lists: BTreeMap<Mask, Arc<[String]>> = BTreeMap::new();
     announced
         .keys()
         .map(|ip| {
-            let to = lengths
-                .iter()
-                .filter(|(_, rib, lens)| {
-                    lens.iter().any(|len| {
-                        IpNet::new(*ip, *len).is_ok_and(|p| rib.contains_key(&p.trunc()))
-                    })
-                })
-                .map(|(name, _, _)| (*name).clone())
-                .collect();
-            (*ip, to)
+            let mut mask: Mask = smallvec::smallvec![0; lengths.len().div_ceil(64)];
+            for (i, (_, rib, lens)) in lengths.iter().enumerate() {
+                let covered = lens
+                    .iter()
+                    .any(|len| IpNet::new(*ip, *len).is_ok_and(|p| rib.contains_key(&p.trunc())));
+                if covered {
+                    mask[i / 64] |= 1 << (i % 64);
+                }
+            }
+            let list = lists.entry(mask).or_insert_with_key(|mask| {
+                lengths
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask[i / 64] & (1 << (i % 64)) != 0)
+                    .map(|(_, (name, _, _))| (*name).clone())
+                    .collect()
+            });
+            (*ip, Arc::clone(list))
         })
         .collect()
 }
