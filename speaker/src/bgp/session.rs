@@ -39,6 +39,7 @@ use super::message::notify::cease;
 use super::message::{Afi, Message, Notification, Safi, Update};
 use super::rib::{self, AdjRibOut, RibDiff, SessionParams};
 use super::socket::{self, Dial, Listener, Md5Key};
+use crate::bfd;
 use ferrolb_crds::bgp::DynamicAsn;
 
 /// Restart time announced with graceful restart (RFC 4724): how long the router keeps
@@ -122,6 +123,11 @@ pub struct SessionStatus {
     /// The last thing that went wrong short of a session (connect failures, bad config).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The BFD session's state (`admin-down`, `down`, `init`, `up`); `None`: no BFD.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<String>,
+    /// Times the BFD session went from Up to Down (each closed the BGP session).
+    pub bfd_downs: u64,
 }
 
 /// How many NOTIFICATIONs of one code and subcode.
@@ -287,6 +293,9 @@ struct Session {
     status: Arc<Mutex<SessionStatus>>,
     changed: watch::Sender<u64>,
     counts: Counts,
+    /// The BFD session with the peer, when the BGPPeer names an existing profile.
+    bfd: Option<bfd::driver::Handle>,
+    bfd_state: bfd::packet::State,
 }
 
 #[derive(Default)]
@@ -301,6 +310,7 @@ struct Counts {
     notifications_received: BTreeMap<(u8, u8), u64>,
     last_down: Option<String>,
     last_error: Option<String>,
+    bfd_downs: u64,
 }
 
 impl Session {
@@ -755,8 +765,11 @@ impl Session {
             notifications_received: notification_counts(&self.counts.notifications_received),
             last_down: self.counts.last_down.clone(),
             last_error: self.counts.last_error.clone(),
+            bfd: self.bfd.as_ref().map(|_| self.bfd_state.to_string()),
+            bfd_downs: self.counts.bfd_downs,
         };
         let significant = s.state != cur.state
+            || s.bfd != cur.bfd
             || s.last_down != cur.last_down
             || s.last_error != cur.last_error
             || (sent_changed && s.advertised != cur.advertised);
@@ -764,6 +777,25 @@ impl Session {
             self.changed.send_modify(|v| *v += 1);
         }
         *cur = s;
+    }
+
+    /// News from the BFD session. Up to Down closes the BGP session at once (RFC 9384
+    /// Cease / BFD Down); it reconnects with its usual back-off, whether BFD is back
+    /// or not (a BFD session that is not Up never holds BGP back, as in FRR).
+    fn on_bfd(&mut self, report: bfd::driver::Report) {
+        match &report {
+            bfd::driver::Report::Changed { to, .. } => self.bfd_state = *to,
+            bfd::driver::Report::Error(e) => self.counts.last_error = Some(format!("BFD: {e}")),
+        }
+        if report.is_failure() {
+            self.counts.bfd_downs += 1;
+            warn!(peer = %self.spec.name, "BFD session down: closing the BGP session");
+            self.handle(Which::Main, Event::BfdDown);
+            if self.extra.is_some() {
+                self.handle(Which::Extra, Event::BfdDown);
+            }
+        }
+        self.publish();
     }
 
     /// Ends every connection as `how` says and waits (briefly) for the last bytes to
@@ -842,9 +874,33 @@ async fn write_queue(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<
     let _ = tokio::time::timeout(WRITE_TIMEOUT, w.shutdown()).await;
 }
 
+/// The next report of a session's BFD session; never, without one.
+async fn bfd_report(h: &mut Option<bfd::driver::Handle>) -> bfd::driver::Report {
+    if let Some(h) = h
+        && let Some(r) = h.reports.recv().await
+    {
+        return r;
+    }
+    std::future::pending().await
+}
+
+/// The BFD session a BGP session asks for: to the peer, from the session's source
+/// address (or the kernel's choice by route, as the TCP connection makes it),
+/// multi-hop with `ebgpMultiHop`.
+pub fn bfd_spec(c: &SessionConfig) -> Option<bfd::driver::Spec> {
+    Some(bfd::driver::Spec {
+        peer: c.address,
+        local: c.source_address,
+        multihop: c.ebgp_multihop,
+        profile: c.bfd.clone()?,
+    })
+}
+
 /// The task of one session.
+#[allow(clippy::too_many_arguments)]
 async fn run_session(
     spec: SessionSpec,
+    hub: Arc<bfd::driver::Hub>,
     rib: watch::Receiver<AdjRibOut>,
     mut incoming: mpsc::UnboundedReceiver<TcpStream>,
     stop: oneshot::Receiver<Stop>,
@@ -893,7 +949,12 @@ async fn run_session(
         status,
         changed,
         counts: Counts::default(),
+        bfd: None,
+        bfd_state: bfd::packet::State::Down,
     };
+    if let Some(b) = bfd_spec(&s.spec.config) {
+        s.bfd = Some(bfd::driver::spawn(hub, b, s.spec.name.clone()));
+    }
     s.handle(Which::Main, Event::ManualStart);
     let mut stop = stop;
     loop {
@@ -909,6 +970,7 @@ async fn run_session(
             }
             Some((id, io)) = io_rx.recv() => s.on_io(id, io),
             Some(stream) = incoming.recv() => s.on_incoming(stream),
+            r = bfd_report(&mut s.bfd) => s.on_bfd(r),
             r = s.rib.changed() => {
                 if r.is_err() {
                     s.stop(Stop::Cease(cease::ADMINISTRATIVE_SHUTDOWN)).await;
@@ -960,6 +1022,8 @@ pub struct Manager {
     first_round: bool,
     listening: Vec<SocketAddr>,
     shared: Shared,
+    /// BFD's receive sockets, shared by the sessions.
+    bfd_hub: Arc<bfd::driver::Hub>,
 }
 
 impl Manager {
@@ -978,6 +1042,7 @@ impl Manager {
             first_round: true,
             listening: Vec::new(),
             shared: Shared::default(),
+            bfd_hub: bfd::driver::Hub::new(),
         };
         let mut error = None;
         if let Some(port) = listen_port {
@@ -1054,6 +1119,7 @@ impl Manager {
             }));
             let task = tokio::spawn(run_session(
                 spec.clone(),
+                self.bfd_hub.clone(),
                 rib_rx,
                 in_rx,
                 stop_rx,
@@ -1251,6 +1317,7 @@ mod tests {
                 graceful_restart: false,
                 passive,
                 dual_stack: true,
+                bfd: None,
             },
             node_v4: None,
             node_v6: Some("2001:db8:51::11".parse().unwrap()),

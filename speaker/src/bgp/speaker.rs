@@ -246,6 +246,7 @@ mod tests {
             graceful_restart: false,
             passive: false,
             dual_stack,
+            bfd: None,
         };
         let mut w = World::default();
         w.insert_node(Node {
@@ -271,6 +272,7 @@ mod tests {
                 name: name.into(),
                 node_selectors: Default::default(),
                 session: c,
+                bfd_profile: None,
             };
             w.bgp_peers.insert(name.into(), peer);
         }
