@@ -14,6 +14,15 @@ pub struct Neighbor {
     pub md5: Option<String>,
     /// eBGP multihop with this TTL; `None`: directly connected.
     pub multihop: Option<u8>,
+    /// BFD with this neighbour (the daemon's BGP session follows it).
+    pub bfd: Option<Bfd>,
+}
+
+/// BFD timers of a neighbour: the same interval both ways, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bfd {
+    pub interval_ms: u32,
+    pub multiplier: u32,
 }
 
 impl Neighbor {
@@ -24,6 +33,7 @@ impl Neighbor {
             passive: false,
             md5: None,
             multihop: None,
+            bfd: None,
         }
     }
 
@@ -34,6 +44,14 @@ impl Neighbor {
 
     pub fn md5(mut self, key: &str) -> Neighbor {
         self.md5 = Some(key.into());
+        self
+    }
+
+    pub fn bfd(mut self, interval_ms: u32, multiplier: u32) -> Neighbor {
+        self.bfd = Some(Bfd {
+            interval_ms,
+            multiplier,
+        });
         self
     }
 

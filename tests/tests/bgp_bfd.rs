@@ -1,0 +1,225 @@
+//! BFD (RFC 5880/5881) between `ferrolb-speaker` and real routers in network
+//! namespaces: the session comes Up with BIRD (and FRR's bfdd), and with BFD timers of
+//! 100 ms × 3 and a BGP hold time of 90 s a frozen speaker or a frozen router is noticed
+//! by the other side in well under a second instead of a minute and a half: BIRD
+//! withdraws the speaker's route, the speaker closes the BGP session (NOTIFICATION
+//! Cease / BFD Down) and gets it back once the router is thawed.
+//!
+//! Each test builds its own namespaces (`flbt-<tag>-<pid>-…`, removed on drop, also on
+//! failure) and site directory. Root only (skipped loudly otherwise); needs `bird2 frr
+//! curl`. Documentation addresses only.
+
+use std::time::{Duration, Instant};
+
+use ferrolb_tests::bgp::bird::Bird;
+use ferrolb_tests::bgp::frr::Frr;
+use ferrolb_tests::bgp::site::{self, ROUTER_AS};
+use ferrolb_tests::bgp::testbed::{LIMIT, POLL, Site, WEB_ROUTE, ready, web};
+use ferrolb_tests::bgp::{have, wait_for};
+use serde_json::json;
+
+/// BFD interval (both ways) and multiplier of every test here: 300 ms detection.
+const INTERVAL_MS: u32 = 100;
+const MULTIPLIER: u32 = 3;
+/// The BGP hold time: what would detect the failure without BFD.
+const HOLD: &str = "90s";
+/// How long the other side may take to notice a frozen peer (detection is 300 ms; the
+/// rest is polling and scheduling slack).
+const DETECT_LIMIT: Duration = Duration::from_secs(3);
+
+const BFD_UP: &str = r#"ferrolb_speaker_bfd_session_up{peer="router"}"#;
+const BFD_DOWNS: &str = r#"ferrolb_speaker_bfd_session_downs_total{peer="router"}"#;
+const BGP_UP: &str = r#"ferrolb_bgp_session_up{peer="router"}"#;
+const CEASE_BFD_DOWN_SENT: &str =
+    r#"ferrolb_bgp_notifications_sent_total{peer="router",code="6",subcode="10"}"#;
+
+fn bfd_ready(test: &str) -> bool {
+    if !ready(test) {
+        return false;
+    }
+    assert!(have("curl"), "`curl` is missing: apt-get install -y curl");
+    true
+}
+
+/// node1's one peer is the router, hold time 90 s, BFD profile `fast` (100 ms × 3);
+/// the advertisement and [`web`] written; the speaker not started.
+fn bfd_site(tag: &str) -> Site {
+    let s = Site::new(tag, 1);
+    s.configure(&[
+        site::peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"holdTime": HOLD, "keepaliveTime": "30s", "bfdProfile": "fast"}),
+        ),
+        site::advertisement("bgp", json!({})),
+        (
+            "BFDProfile",
+            "fast".to_string(),
+            json!({
+                "transmitInterval": INTERVAL_MS,
+                "receiveInterval": INTERVAL_MS,
+                "detectMultiplier": MULTIPLIER,
+            }),
+        ),
+    ]);
+    s.services(&[web()]);
+    s
+}
+
+/// A started speaker and BIRD with BFD towards each other, hold time 90 s on both
+/// sides; returns once BGP carries [`web`] and both ends say BFD is Up.
+fn bird_site(tag: &str) -> (Site, Bird) {
+    let mut s = bfd_site(tag);
+    let bird = s.bird(s.neighbor().bfd(INTERVAL_MS, MULTIPLIER), |c| {
+        c.hold_time = 90
+    });
+    s.start();
+    s.wait_web(&bird);
+    let up = wait_for(LIMIT, POLL, || {
+        (bird.bfd_state(s.node()).as_deref() == Some("Up")).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "BIRD's BFD session with the speaker is not Up: {:?}\n{}\nspeaker log:\n{}",
+        bird.bfd_state(s.node()),
+        bird.birdc(&["show", "bfd", "sessions"]).unwrap_or_default(),
+        s.log()
+    );
+    let ours = wait_for(LIMIT, POLL, || (s.metric(BFD_UP) == Some(1.0)).then_some(()));
+    assert!(
+        ours.is_some(),
+        "the speaker does not say BFD is up:\n{}",
+        s.metrics()
+    );
+    (s, bird)
+}
+
+fn has_web(bird: &Bird) -> bool {
+    bird.routes()
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.prefix.is_some_and(|p| p.to_string() == WEB_ROUTE))
+}
+
+#[test]
+fn bfd_comes_up_with_bird() {
+    if !bfd_ready("bfd_comes_up_with_bird") {
+        return;
+    }
+    let (s, bird) = bird_site("fb-bird");
+    assert_eq!(s.metric(BGP_UP), Some(1.0));
+    assert_eq!(s.metric(BFD_DOWNS), Some(0.0));
+    // It stays up: packets keep flowing both ways at the negotiated rate.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(bird.bfd_state(s.node()).as_deref(), Some("Up"));
+    assert_eq!(s.metric(BFD_UP), Some(1.0));
+    assert_eq!(s.metric(BFD_DOWNS), Some(0.0));
+    let sessions = bird.birdc(&["show", "bfd", "sessions"]).unwrap();
+    println!("{sessions}");
+}
+
+#[test]
+fn bfd_router_withdraws_a_frozen_speakers_route_before_the_hold_time() {
+    if !bfd_ready("bfd_router_withdraws_a_frozen_speakers_route_before_the_hold_time") {
+        return;
+    }
+    let (s, bird) = bird_site("fb-frzspk");
+    assert!(has_web(&bird));
+    let start = Instant::now();
+    s.signal(libc::SIGSTOP);
+    let gone = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        (!has_web(&bird)).then(|| start.elapsed())
+    });
+    s.signal(libc::SIGCONT);
+    let took = gone.expect("BIRD still holds the frozen speaker's route after 10 s");
+    println!(
+        "BIRD withdrew the frozen speaker's route after {took:?} (BFD {INTERVAL_MS} ms x {MULTIPLIER}, hold time {HOLD})"
+    );
+    assert!(
+        took < DETECT_LIMIT,
+        "took {took:?}; the hold time is {HOLD}"
+    );
+    assert_ne!(bird.state(s.node()).as_deref(), Some("Established"));
+    // Thawed: BFD and BGP come back, and so does the route.
+    let back = wait_for(LIMIT, POLL, || has_web(&bird).then_some(()));
+    assert!(
+        back.is_some(),
+        "the route did not come back; speaker log:\n{}",
+        s.log()
+    );
+}
+
+#[test]
+fn bfd_speaker_closes_the_session_with_a_frozen_router_and_gets_it_back() {
+    if !bfd_ready("bfd_speaker_closes_the_session_with_a_frozen_router_and_gets_it_back") {
+        return;
+    }
+    let (s, bird) = bird_site("fb-frzrtr");
+    assert_eq!(s.metric(BFD_DOWNS), Some(0.0));
+    let start = Instant::now();
+    bird.daemon.signal(libc::SIGSTOP);
+    let down = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        (s.metric(BGP_UP) == Some(0.0)).then(|| start.elapsed())
+    });
+    let downs = s.metric(BFD_DOWNS);
+    let ceased = s.metric(CEASE_BFD_DOWN_SENT);
+    bird.daemon.signal(libc::SIGCONT);
+    let took = down.unwrap_or_else(|| {
+        panic!(
+            "the speaker kept its session with the frozen router for 10 s; log:\n{}",
+            s.log()
+        )
+    });
+    println!(
+        "the speaker closed its session with the frozen router after {took:?} (BFD {INTERVAL_MS} ms x {MULTIPLIER}, hold time {HOLD})"
+    );
+    assert!(took < DETECT_LIMIT, "took {took:?}; the hold time is {HOLD}");
+    assert_eq!(downs, Some(1.0), "{}", s.metrics());
+    assert_eq!(ceased, Some(1.0), "no Cease / BFD Down sent:\n{}", s.metrics());
+    assert!(
+        s.log()
+            .lines()
+            .any(|l| l.contains("BGP session down") && l.contains("BFD down")),
+        "{}",
+        s.log()
+    );
+    // Thawed: BFD comes back, BGP is established again and the route is back.
+    let back = wait_for(LIMIT, POLL, || {
+        (s.metric(BGP_UP) == Some(1.0) && s.metric(BFD_UP) == Some(1.0)).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "the session did not come back; metrics:\n{}\nlog:\n{}",
+        s.metrics(),
+        s.log()
+    );
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    let route = wait_for(LIMIT, POLL, || has_web(&bird).then_some(()));
+    assert!(route.is_some(), "the route did not come back");
+}
+
+#[test]
+fn bfd_comes_up_with_frr_bfdd() {
+    if !bfd_ready("bfd_comes_up_with_frr_bfdd") {
+        return;
+    }
+    let mut s = bfd_site("fb-frr");
+    let mut cfg = s.router_config(s.neighbor().bfd(INTERVAL_MS, MULTIPLIER));
+    cfg.hold_time = 90;
+    let frr = Frr::start(&s.net.router.ns, s.net.subdir("frr").unwrap(), cfg).unwrap();
+    s.start();
+    frr.wait_established(s.node(), LIMIT).unwrap();
+    let up = wait_for(LIMIT, POLL, || {
+        (frr.bfd_state(s.node()).as_deref() == Some("up")).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "bfdd's session with the speaker is not up: {}\nspeaker log:\n{}",
+        frr.vtysh("show bfd peers").unwrap_or_default(),
+        s.log()
+    );
+    let ours = wait_for(LIMIT, POLL, || (s.metric(BFD_UP) == Some(1.0)).then_some(()));
+    assert!(ours.is_some(), "{}", s.metrics());
+    println!("{}", frr.vtysh("show bfd peers").unwrap_or_default());
+}
