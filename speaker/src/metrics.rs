@@ -650,7 +650,11 @@ mod tests {
         let get = |name: &str, peer: &str| sample(&text, &key(name, &[("peer", peer)]));
         assert_eq!(get("ferrolb_speaker_bfd_session_up", "fast"), Some(1.0));
         assert_eq!(get("ferrolb_speaker_bfd_session_up", "lost"), Some(0.0));
-        assert_eq!(get("ferrolb_speaker_bfd_session_up", "plain"), None, "{text}");
+        assert_eq!(
+            get("ferrolb_speaker_bfd_session_up", "plain"),
+            None,
+            "{text}"
+        );
         assert_eq!(
             get("ferrolb_speaker_bfd_session_downs_total", "fast"),
             Some(2.0)

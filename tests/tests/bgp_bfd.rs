@@ -86,7 +86,9 @@ fn bird_site(tag: &str) -> (Site, Bird) {
         bird.birdc(&["show", "bfd", "sessions"]).unwrap_or_default(),
         s.log()
     );
-    let ours = wait_for(LIMIT, POLL, || (s.metric(BFD_UP) == Some(1.0)).then_some(()));
+    let ours = wait_for(LIMIT, POLL, || {
+        (s.metric(BFD_UP) == Some(1.0)).then_some(())
+    });
     assert!(
         ours.is_some(),
         "the speaker does not say BFD is up:\n{}",
@@ -174,9 +176,17 @@ fn bfd_speaker_closes_the_session_with_a_frozen_router_and_gets_it_back() {
     println!(
         "the speaker closed its session with the frozen router after {took:?} (BFD {INTERVAL_MS} ms x {MULTIPLIER}, hold time {HOLD})"
     );
-    assert!(took < DETECT_LIMIT, "took {took:?}; the hold time is {HOLD}");
+    assert!(
+        took < DETECT_LIMIT,
+        "took {took:?}; the hold time is {HOLD}"
+    );
     assert_eq!(downs, Some(1.0), "{}", s.metrics());
-    assert_eq!(ceased, Some(1.0), "no Cease / BFD Down sent:\n{}", s.metrics());
+    assert_eq!(
+        ceased,
+        Some(1.0),
+        "no Cease / BFD Down sent:\n{}",
+        s.metrics()
+    );
     assert!(
         s.log()
             .lines()
@@ -219,7 +229,9 @@ fn bfd_comes_up_with_frr_bfdd() {
         frr.vtysh("show bfd peers").unwrap_or_default(),
         s.log()
     );
-    let ours = wait_for(LIMIT, POLL, || (s.metric(BFD_UP) == Some(1.0)).then_some(()));
+    let ours = wait_for(LIMIT, POLL, || {
+        (s.metric(BFD_UP) == Some(1.0)).then_some(())
+    });
     assert!(ours.is_some(), "{}", s.metrics());
     println!("{}", frr.vtysh("show bfd peers").unwrap_or_default());
 }

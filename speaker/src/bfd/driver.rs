@@ -486,7 +486,12 @@ mod tests {
         drop(a);
         let down = tokio::time::timeout(limit, async {
             loop {
-                if let Some(r @ Report::Changed { to: State::Down, .. }) = b.reports.recv().await {
+                if let Some(
+                    r @ Report::Changed {
+                        to: State::Down, ..
+                    },
+                ) = b.reports.recv().await
+                {
                     return r;
                 }
             }

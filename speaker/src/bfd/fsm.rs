@@ -61,7 +61,11 @@ pub enum Action {
     /// (Re)arm a timer; a later arm replaces it.
     Arm(Timer, Duration),
     Cancel(Timer),
-    StateChanged { from: State, to: State, diag: Diag },
+    StateChanged {
+        from: State,
+        to: State,
+        diag: Diag,
+    },
 }
 
 /// One BFD session.
@@ -187,7 +191,8 @@ impl Fsm {
     /// when the peer asked for none.
     fn may_transmit(&self) -> bool {
         self.state != State::AdminDown
-            && (!self.config.passive || self.remote_discr != 0) && self.transmit_interval().is_some()
+            && (!self.config.passive || self.remote_discr != 0)
+            && self.transmit_interval().is_some()
     }
 
     /// §6.8.7: 75–100 % of the interval, 75–90 % with a Detect Mult of 1 (so one late
@@ -206,7 +211,10 @@ impl Fsm {
         // With nothing to send for now (passive, or the peer asked for no packets) the
         // timer still runs at the slow rate, to look again.
         let interval = self.transmit_interval().unwrap_or(SLOW_TX);
-        out.push(Action::Arm(Timer::Transmit, self.jittered(interval, random)));
+        out.push(Action::Arm(
+            Timer::Transmit,
+            self.jittered(interval, random),
+        ));
     }
 
     fn set_state(&mut self, to: State, out: &mut Vec<Action>) {
@@ -266,19 +274,14 @@ impl Fsm {
             self.polling = false;
         }
         match (self.state, p.state) {
-            (State::Down | State::Init | State::Up, State::AdminDown) => {
-                if self.state != State::Down {
-                    self.local_diag = Diag::NEIGHBOR_SIGNALED_DOWN;
-                    self.set_state(State::Down, out);
-                }
+            (State::Init | State::Up, State::AdminDown) | (State::Up, State::Down) => {
+                self.local_diag = Diag::NEIGHBOR_SIGNALED_DOWN;
+                self.set_state(State::Down, out);
             }
             (State::Down, State::Down) => self.set_state(State::Init, out),
             (State::Down, State::Init) => self.set_state(State::Up, out),
             (State::Init, State::Init | State::Up) => self.set_state(State::Up, out),
-            (State::Up, State::Down) => {
-                self.local_diag = Diag::NEIGHBOR_SIGNALED_DOWN;
-                self.set_state(State::Down, out);
-            }
+            // Down hearing AdminDown stays Down; Up hearing Init or Up stays Up.
             _ => {}
         }
         if let Some(t) = self.detection_time() {
@@ -545,8 +548,11 @@ mod tests {
         a.handle(Event::Received(tick(&mut b)), 0);
         let mut seen = std::collections::BTreeSet::new();
         for r in 0..1000 {
-            let d = armed(&a.handle(Event::TimerExpired(Timer::Transmit), r), Timer::Transmit)
-                .unwrap();
+            let d = armed(
+                &a.handle(Event::TimerExpired(Timer::Transmit), r),
+                Timer::Transmit,
+            )
+            .unwrap();
             assert!((MS(75)..=MS(100)).contains(&d), "{d:?}");
             seen.insert(d);
         }

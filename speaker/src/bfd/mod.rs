@@ -44,9 +44,7 @@ impl Profile {
             let v = value.unwrap_or(default);
             let b = v.clamp(min, max);
             if b != v {
-                warnings.push(format!(
-                    "{field} {v} is outside {min}..={max}; {b} is used"
-                ));
+                warnings.push(format!("{field} {v} is outside {min}..={max}; {b} is used"));
             }
             b
         };

@@ -105,13 +105,7 @@ pub async fn receiver(local: SocketAddr) -> Result<UdpSocket, SocketError> {
         .await
         .map_err(|err| SocketError::Bind { addr: local, err })?;
     match local {
-        SocketAddr::V4(_) => set_int(
-            &socket,
-            libc::IPPROTO_IP,
-            libc::IP_RECVTTL,
-            1,
-            "IP_RECVTTL",
-        )?,
+        SocketAddr::V4(_) => set_int(&socket, libc::IPPROTO_IP, libc::IP_RECVTTL, 1, "IP_RECVTTL")?,
         SocketAddr::V6(_) => set_int(
             &socket,
             libc::IPPROTO_IPV6,

@@ -429,7 +429,11 @@ pub fn resolve_bfd_profiles(
             continue;
         };
         let mut warnings = Vec::new();
-        peer.session.bfd = Some(crate::bfd::Profile::from_crd(name, &crd.spec, &mut warnings));
+        peer.session.bfd = Some(crate::bfd::Profile::from_crd(
+            name,
+            &crd.spec,
+            &mut warnings,
+        ));
         // Once per profile, however many peers use it.
         if warned.insert(name, ()).is_none() {
             problems.extend(warnings.into_iter().map(|w| Problem {

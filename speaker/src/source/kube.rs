@@ -58,8 +58,8 @@ use anyhow::Context;
 use ferrolb_crds::client::{Applied, Events, WriteError, classify};
 use ferrolb_crds::status::{NODE_LABEL, ServiceBGPStatusSpec, ServiceL2StatusSpec};
 use ferrolb_crds::{
-    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement, ServiceBGPStatus,
-    ServiceL2Status,
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
+    ServiceBGPStatus, ServiceL2Status,
 };
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};

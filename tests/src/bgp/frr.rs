@@ -357,9 +357,16 @@ mod tests {
         .neighbor(Neighbor::new(Ipv4Addr::new(198, 51, 100, 11), 64512).bfd(100, 3));
         assert!(bgpd_config(&cfg).contains(" neighbor 198.51.100.11 bfd profile fast\n"));
         let b = bfdd_config(&cfg).unwrap();
-        assert!(b.contains("  transmit-interval 100\n  detect-multiplier 3\n"), "{b}");
+        assert!(
+            b.contains("  transmit-interval 100\n  detect-multiplier 3\n"),
+            "{b}"
+        );
         assert_eq!(
-            bfdd_config(&RouterConfig::new(1, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST)),
+            bfdd_config(&RouterConfig::new(
+                1,
+                Ipv4Addr::LOCALHOST,
+                Ipv4Addr::LOCALHOST
+            )),
             None
         );
         let p = parse_bfd_peers(r#"[{"multihop":false,"peer":"198.51.100.11","status":"up"}]"#);
