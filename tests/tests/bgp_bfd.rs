@@ -235,3 +235,77 @@ fn bfd_comes_up_with_frr_bfdd() {
     assert!(ours.is_some(), "{}", s.metrics());
     println!("{}", frr.vtysh("show bfd peers").unwrap_or_default());
 }
+
+#[test]
+fn bfd_that_never_comes_up_does_not_hold_bgp_back() {
+    if !bfd_ready("bfd_that_never_comes_up_does_not_hold_bgp_back") {
+        return;
+    }
+    // The speaker asks for BFD, BIRD runs none: nothing ever answers on port 3784.
+    let mut s = bfd_site("fb-nobfd");
+    let bird = s.bird(s.neighbor(), |c| c.hold_time = 90);
+    s.start();
+    s.wait_web(&bird);
+    assert_eq!(s.metric(BGP_UP), Some(1.0));
+    // Well past a few BFD slow-rate intervals: still Established, BFD still down, and
+    // a BFD session that was never Up never counts as a failure.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(bird.state(s.node()).as_deref(), Some("Established"));
+    assert_eq!(s.metric(BGP_UP), Some(1.0));
+    assert_eq!(s.metric(BFD_UP), Some(0.0), "{}", s.metrics());
+    assert_eq!(s.metric(BFD_DOWNS), Some(0.0));
+    assert_eq!(s.metric(CEASE_BFD_DOWN_SENT), None);
+}
+
+#[test]
+fn bfd_over_ipv6_comes_up_with_bird_and_detects_a_frozen_router() {
+    if !bfd_ready("bfd_over_ipv6_comes_up_with_bird_and_detects_a_frozen_router") {
+        return;
+    }
+    let mut s = Site::new("fb-bird6", 1);
+    let router6: std::net::IpAddr = s.net.router.ipv6.into();
+    let node6: std::net::IpAddr = s.net.host(1).ipv6.into();
+    s.configure(&[
+        site::peer(
+            "router",
+            router6,
+            ROUTER_AS,
+            json!({"holdTime": HOLD, "keepaliveTime": "30s", "bfdProfile": "fast"}),
+        ),
+        site::advertisement("bgp", json!({})),
+        (
+            "BFDProfile",
+            "fast".to_string(),
+            json!({"transmitInterval": INTERVAL_MS, "receiveInterval": INTERVAL_MS}),
+        ),
+    ]);
+    s.services(&[web()]);
+    let mut cfg = ferrolb_tests::bgp::RouterConfig::new(ROUTER_AS, s.net.router.ipv4, router6)
+        .neighbor(
+            ferrolb_tests::bgp::Neighbor::new(node6, site::NODE_AS).bfd(INTERVAL_MS, MULTIPLIER),
+        );
+    cfg.hold_time = 90;
+    let bird = Bird::start(&s.net.router.ns, s.net.subdir("bird").unwrap(), cfg, false).unwrap();
+    s.start();
+    bird.wait_established(node6, LIMIT).unwrap();
+    let up = wait_for(LIMIT, POLL, || {
+        (bird.bfd_state(node6).as_deref() == Some("Up") && s.metric(BFD_UP) == Some(1.0))
+            .then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "BFD over IPv6 not up: BIRD says {:?}; speaker log:\n{}",
+        bird.bfd_state(node6),
+        s.log()
+    );
+    let start = Instant::now();
+    bird.daemon.signal(libc::SIGSTOP);
+    let down = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        (s.metric(BGP_UP) == Some(0.0)).then(|| start.elapsed())
+    });
+    bird.daemon.signal(libc::SIGCONT);
+    let took = down.expect("the speaker kept its IPv6 session with the frozen router for 10 s");
+    println!("IPv6: the speaker closed its session with the frozen router after {took:?}");
+    assert!(took < DETECT_LIMIT, "took {took:?}; the hold time is {HOLD}");
+    assert_eq!(s.metric(BFD_DOWNS), Some(1.0));
+}
