@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use ferrolb_tests::bgp::bird::Bird;
 use ferrolb_tests::bgp::frr::Frr;
+use ferrolb_tests::bgp::netns::Far;
 use ferrolb_tests::bgp::site::{self, ROUTER_AS};
 use ferrolb_tests::bgp::testbed::{LIMIT, POLL, Site, WEB_ROUTE, ready, web};
 use ferrolb_tests::bgp::{have, wait_for};
@@ -306,6 +307,92 @@ fn bfd_over_ipv6_comes_up_with_bird_and_detects_a_frozen_router() {
     bird.daemon.signal(libc::SIGCONT);
     let took = down.expect("the speaker kept its IPv6 session with the frozen router for 10 s");
     println!("IPv6: the speaker closed its session with the frozen router after {took:?}");
-    assert!(took < DETECT_LIMIT, "took {took:?}; the hold time is {HOLD}");
+    assert!(
+        took < DETECT_LIMIT,
+        "took {took:?}; the hold time is {HOLD}"
+    );
     assert_eq!(s.metric(BFD_DOWNS), Some(1.0));
+}
+
+/// The site of the multi-hop test: node1's one peer is `far`, two hops away, with
+/// `ebgpMultiHop` and BFD profile `fast` asking for `minimum_ttl`.
+fn configure_far(s: &Site, far: &Far, minimum_ttl: u8) {
+    s.configure(&[
+        site::peer(
+            "far",
+            far.addr.into(),
+            ROUTER_AS,
+            json!({"holdTime": HOLD, "keepaliveTime": "30s", "ebgpMultiHop": true,
+                   "bfdProfile": "fast"}),
+        ),
+        site::advertisement("bgp", json!({})),
+        (
+            "BFDProfile",
+            "fast".to_string(),
+            json!({"transmitInterval": INTERVAL_MS, "receiveInterval": INTERVAL_MS,
+                   "minimumTtl": minimum_ttl}),
+        ),
+    ]);
+}
+
+#[test]
+fn bfd_multihop_checks_the_minimum_ttl_and_comes_up_two_hops_away() {
+    if !bfd_ready("bfd_multihop_checks_the_minimum_ttl_and_comes_up_two_hops_away") {
+        return;
+    }
+    let mut s = Site::new("fb-mhop", 1);
+    let far = Far::new(&s.net).unwrap();
+    // BIRD sends multi-hop BFD with the default TTL (64), not 255: one router later
+    // its packets carry 63, below MetalLB's default minimumTtl of 254.
+    configure_far(&s, &far, 254);
+    s.services(&[web()]);
+    let mut cfg = ferrolb_tests::bgp::RouterConfig::new(ROUTER_AS, far.addr, far.addr)
+        .neighbor(s.neighbor().multihop(2).bfd(INTERVAL_MS, MULTIPLIER));
+    cfg.hold_time = 90;
+    let bird = Bird::start(&far.ns, s.net.subdir("far-bird").unwrap(), cfg, false).unwrap();
+    s.start();
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    let far_up = r#"ferrolb_speaker_bfd_session_up{peer="far"}"#;
+    // BIRD hears the speaker (its packets leave with 255) and goes Init; the speaker
+    // drops BIRD's packets, so neither side ever gets Up, and BGP is unaffected.
+    let init = wait_for(LIMIT, POLL, || {
+        (bird.bfd_state(s.node()).as_deref() == Some("Init")).then_some(())
+    });
+    assert!(
+        init.is_some(),
+        "BIRD never heard the speaker: {:?}",
+        bird.bfd_state(s.node())
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.metric(far_up), Some(0.0), "{}", s.metrics());
+    assert_ne!(bird.bfd_state(s.node()).as_deref(), Some("Up"));
+    assert_eq!(bird.state(s.node()).as_deref(), Some("Established"));
+
+    // A minimumTtl BIRD's packets meet: the session (restarted with the new profile)
+    // comes up.
+    configure_far(&s, &far, 32);
+    let up = wait_for(LIMIT, POLL, || {
+        (bird.bfd_state(s.node()).as_deref() == Some("Up") && s.metric(far_up) == Some(1.0))
+            .then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "multi-hop BFD not up: BIRD says {:?}\n{}\nspeaker log:\n{}",
+        bird.bfd_state(s.node()),
+        bird.birdc(&["show", "bfd", "sessions"]).unwrap_or_default(),
+        s.log()
+    );
+    bird.wait_established(s.node(), LIMIT).unwrap();
+    let start = Instant::now();
+    s.signal(libc::SIGSTOP);
+    let gone = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        (bird.state(s.node()).as_deref() != Some("Established")).then(|| start.elapsed())
+    });
+    s.signal(libc::SIGCONT);
+    let took = gone.expect("the far BIRD kept its session with the frozen speaker for 10 s");
+    println!("multi-hop: the far BIRD dropped the frozen speaker's session after {took:?}");
+    assert!(
+        took < DETECT_LIMIT,
+        "took {took:?}; the hold time is {HOLD}"
+    );
 }
