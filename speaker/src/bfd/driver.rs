@@ -235,7 +235,24 @@ async fn listen(socket: UdpSocket, routes: Arc<Mutex<Routes>>) {
 /// A running session; dropping it stops the session (the peer is told AdminDown).
 pub struct Handle {
     stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
     pub reports: mpsc::UnboundedReceiver<Report>,
+}
+
+/// How long [`Handle::stop`] waits for the last packet to leave.
+const STOP_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl Handle {
+    /// Stops the session and waits (briefly) until the peer was told AdminDown, so a
+    /// speaker shutting down does not leave the peer to time the session out.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(STOP_TIMEOUT, t).await;
+        }
+    }
 }
 
 impl Drop for Handle {
@@ -250,9 +267,10 @@ impl Drop for Handle {
 pub fn spawn(hub: Arc<Hub>, spec: Spec, name: String) -> Handle {
     let (stop_tx, stop_rx) = oneshot::channel();
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(hub, spec, name, stop_rx, tx));
+    let task = tokio::spawn(run(hub, spec, name, stop_rx, tx));
     Handle {
         stop: Some(stop_tx),
+        task: Some(task),
         reports: rx,
     }
 }
@@ -434,6 +452,55 @@ mod tests {
         assert!(!change(State::Init, State::Down, State::Down).is_failure());
         assert!(!change(State::Up, State::AdminDown, State::Up).is_failure());
         assert!(!Report::Error("x".into()).is_failure());
+    }
+
+    #[test]
+    fn bfd_packets_go_by_discriminator_then_by_source() {
+        let mut routes = Routes::default();
+        let (a_tx, mut a_rx) = mpsc::unbounded_channel();
+        let (b_tx, mut b_rx) = mpsc::unbounded_channel();
+        let a: IpAddr = Ipv4Addr::new(198, 51, 100, 1).into();
+        let b: IpAddr = Ipv4Addr::new(198, 51, 100, 2).into();
+        routes.by_discr.insert(7, a_tx.clone());
+        routes.by_peer.insert(a, a_tx);
+        routes.by_discr.insert(9, b_tx.clone());
+        routes.by_peer.insert(b, b_tx);
+        let mut p = Control::decode(
+            &Control {
+                diag: Diag::NONE,
+                state: State::Down,
+                poll: false,
+                final_: false,
+                cpi: false,
+                demand: false,
+                detect_mult: 3,
+                my_discriminator: 1,
+                your_discriminator: 0,
+                desired_min_tx_us: 1,
+                required_min_rx_us: 1,
+                required_min_echo_rx_us: 0,
+            }
+            .encode(),
+        )
+        .unwrap();
+        let send = |routes: &Routes, p: &Control, from| {
+            if let Some(i) = routes.route(p, from) {
+                i.send((*p, SocketAddr::new(from, 49152), Some(255)))
+                    .unwrap();
+            }
+        };
+        // No discriminator yet: the source address picks the session.
+        send(&routes, &p, b);
+        assert!(b_rx.try_recv().is_ok() && a_rx.try_recv().is_err());
+        // With one, the discriminator does, whatever the source.
+        p.your_discriminator = 7;
+        send(&routes, &p, b);
+        assert!(a_rx.try_recv().is_ok() && b_rx.try_recv().is_err());
+        // An unknown discriminator or source reaches nobody.
+        p.your_discriminator = 8;
+        assert!(routes.route(&p, a).is_none());
+        p.your_discriminator = 0;
+        assert!(routes.route(&p, Ipv4Addr::LOCALHOST.into()).is_none());
     }
 
     #[test]

@@ -83,8 +83,6 @@ pub struct Fsm {
     remote_detect_mult: u8,
     /// A Poll Sequence is in progress: our packets carry P until one with F comes.
     polling: bool,
-    /// The next packet answers a Poll (F set).
-    final_pending: bool,
     /// The Desired Min TX advertised (1 s while not Up).
     advertised_tx: Duration,
 }
@@ -108,7 +106,6 @@ impl Fsm {
             remote_desired_tx: Duration::ZERO,
             remote_detect_mult: 0,
             polling: false,
-            final_pending: false,
             advertised_tx: SLOW_TX.max(config.desired_min_tx),
         }
     }
@@ -171,13 +168,12 @@ impl Fsm {
                     self.set_state(State::AdminDown, &mut out);
                     out.push(Action::Cancel(Timer::Detect));
                     // Told at once: the peer goes Down without counting a failure.
-                    out.push(Action::Send(self.packet()));
+                    out.push(Action::Send(self.packet(false)));
                 }
             }
             Event::TimerExpired(Timer::Transmit) => {
                 if self.may_transmit() {
-                    out.push(Action::Send(self.packet()));
-                    self.final_pending = false;
+                    out.push(Action::Send(self.packet(false)));
                 }
                 self.arm_transmit(random, &mut out);
             }
@@ -290,22 +286,19 @@ impl Fsm {
         if p.poll {
             // Answered at once, whatever the transmit timer says (§6.8.7), then the
             // periodic packets go on from here.
-            self.final_pending = true;
-            let mut answer = self.packet();
-            answer.poll = false;
-            out.push(Action::Send(answer));
-            self.final_pending = false;
+            out.push(Action::Send(self.packet(true)));
             self.arm_transmit(random, out);
         }
     }
 
-    /// Our next packet (§6.8.7).
-    fn packet(&self) -> Control {
+    /// Our next packet (§6.8.7); `final_` answers a Poll, and never polls itself
+    /// (§6.5: P and F are never both set).
+    fn packet(&self, final_: bool) -> Control {
         Control {
             diag: self.local_diag,
             state: self.state,
-            poll: self.polling && !self.final_pending,
-            final_: self.final_pending,
+            poll: self.polling && !final_,
+            final_,
             cpi: false,
             demand: false,
             detect_mult: self.config.detect_mult,

@@ -824,9 +824,17 @@ impl Session {
             }
         })
         .await;
+        // After the NOTIFICATION: the peer sees BGP stop first, then BFD go AdminDown,
+        // which it does not count as a failure.
+        if let Some(b) = self.bfd.take() {
+            b.stop().await;
+        }
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.state = State::Idle.to_string();
         s.advertised = rib::Prefixes::default();
+        if s.bfd.is_some() {
+            s.bfd = Some(bfd::packet::State::AdminDown.to_string());
+        }
     }
 }
 
