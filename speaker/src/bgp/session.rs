@@ -10,6 +10,10 @@
 //! was being set up (collision, RFC 4271 §6.8); [`super::fsm::resolve_collision`] picks
 //! the one that stays.
 //!
+//! A peer with a BFD profile also gets a BFD session ([`crate::bfd`]) for the life of
+//! the BGP session's task; its going from Up to Down closes the BGP session at once
+//! ([`Event::BfdDown`]).
+//!
 //! The [`Manager`] reconciles the set of sessions with the peers resolved for this node
 //! (added, removed or changed: start, stop, restart), owns the passive listener that
 //! hands accepted connections to the sessions, and exposes each session's state and
