@@ -286,6 +286,7 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
     reports: mpsc::UnboundedSender<Report>,
 ) {
+    let mut last = String::new();
     loop {
         match open(&hub, &spec).await {
             Ok(opened) => {
@@ -293,8 +294,13 @@ async fn run(
                 return;
             }
             Err(e) => {
-                warn!(peer = %name, "BFD session not started: {e}; retrying in {RETRY:?}");
-                let _ = reports.send(Report::Error(e.to_string()));
+                let e = e.to_string();
+                // Once per distinct reason: the retries of a lasting problem say nothing new.
+                if e != last {
+                    warn!(peer = %name, "BFD session not started: {e}; retrying every {RETRY:?}");
+                    last.clone_from(&e);
+                }
+                let _ = reports.send(Report::Error(e));
                 tokio::select! {
                     _ = &mut stop => return,
                     _ = tokio::time::sleep(RETRY) => {}

@@ -131,7 +131,12 @@ pub struct SessionStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bfd: Option<String>,
     /// Times the BFD session went from Up to Down (each closed the BGP session).
+    #[serde(skip_serializing_if = "is_zero")]
     pub bfd_downs: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How many NOTIFICATIONs of one code and subcode.
