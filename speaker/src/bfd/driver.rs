@@ -525,6 +525,27 @@ mod tests {
         assert!(!s.ttl_ok(Some(253)));
     }
 
+    #[tokio::test]
+    async fn bfd_a_taken_port_is_reported_and_retried() {
+        let local: IpAddr = Ipv4Addr::new(127, 0, 0, 31).into();
+        let _squatter = std::net::UdpSocket::bind(SocketAddr::new(local, MULTI_HOP_PORT)).unwrap();
+        let spec = Spec {
+            peer: Ipv4Addr::new(127, 0, 0, 32).into(),
+            local: Some(local),
+            multihop: true,
+            profile: profile(100),
+        };
+        let mut h = spawn(Hub::new(), spec, "squatted".into());
+        let r = tokio::time::timeout(Duration::from_secs(5), h.reports.recv())
+            .await
+            .unwrap();
+        match r {
+            Some(Report::Error(e)) => assert!(e.contains("cannot bind"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        h.stop().await;
+    }
+
     /// Two sessions on two loopback addresses, through real sockets and one hub each
     /// side would have: both come Up; stopping one brings the other Down without it
     /// counting as a failure (AdminDown).

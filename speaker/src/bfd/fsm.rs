@@ -569,6 +569,77 @@ mod tests {
         assert_eq!(top, MS(900));
     }
 
+    /// Random events in any order: no panic, never P and F together, never a packet
+    /// in AdminDown except the one announcing it, and only RFC state changes.
+    #[test]
+    fn bfd_random_events_keep_the_invariants() {
+        use rand::RngExt;
+        let mut rng: rand::rngs::StdRng = rand::make_rng();
+        let allowed = [
+            (State::AdminDown, State::Down),
+            (State::Down, State::Init),
+            (State::Down, State::Up),
+            (State::Init, State::Up),
+            (State::Init, State::Down),
+            (State::Up, State::Down),
+            (State::Down, State::AdminDown),
+            (State::Init, State::AdminDown),
+            (State::Up, State::AdminDown),
+        ];
+        for _ in 0..200 {
+            let mut f = Fsm::new(fast(), 11);
+            for _ in 0..200 {
+                let state =
+                    [State::AdminDown, State::Down, State::Init, State::Up][rng.random_range(0..4)];
+                let p = Control {
+                    diag: Diag::NONE,
+                    state,
+                    poll: rng.random(),
+                    final_: rng.random(),
+                    cpi: false,
+                    demand: false,
+                    detect_mult: rng.random_range(1..=5),
+                    my_discriminator: 22,
+                    your_discriminator: [0, 11, 12][rng.random_range(0..3)],
+                    desired_min_tx_us: rng.random_range(0..2_000_000),
+                    required_min_rx_us: rng.random_range(0..2_000_000),
+                    required_min_echo_rx_us: 0,
+                };
+                let event = match rng.random_range(0..6) {
+                    0 => Event::AdminUp,
+                    1 => Event::AdminDown,
+                    2 => Event::TimerExpired(Timer::Transmit),
+                    3 => Event::TimerExpired(Timer::Detect),
+                    _ => Event::Received(p),
+                };
+                let was = f.state();
+                let actions = f.handle(event, rng.random());
+                for a in &actions {
+                    match a {
+                        Action::Send(p) => {
+                            assert!(!(p.poll && p.final_), "{p:?}");
+                            assert_eq!(p.my_discriminator, 11);
+                            if p.state == State::AdminDown {
+                                assert_eq!(event, Event::AdminDown);
+                            }
+                        }
+                        Action::StateChanged { from, to, .. } => {
+                            assert!(allowed.contains(&(*from, *to)), "{from} -> {to}");
+                        }
+                        // Never faster than 75 % of our own 100 ms.
+                        Action::Arm(Timer::Transmit, d) => {
+                            assert!(*d >= Duration::from_millis(75), "{d:?}")
+                        }
+                        _ => {}
+                    }
+                }
+                if was != f.state() {
+                    assert!(changes(&actions).contains(&(was, f.state())));
+                }
+            }
+        }
+    }
+
     #[test]
     fn bfd_slow_rate_until_up_and_the_peers_rx_bounds_ours() {
         let mut a = Fsm::new(fast(), 11);
