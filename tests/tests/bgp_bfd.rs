@@ -1,9 +1,11 @@
-//! BFD (RFC 5880/5881) between `ferrolb-speaker` and real routers in network
-//! namespaces: the session comes Up with BIRD (and FRR's bfdd), and with BFD timers of
-//! 100 ms × 3 and a BGP hold time of 90 s a frozen speaker or a frozen router is noticed
-//! by the other side in well under a second instead of a minute and a half: BIRD
-//! withdraws the speaker's route, the speaker closes the BGP session (NOTIFICATION
-//! Cease / BFD Down) and gets it back once the router is thawed.
+//! BFD (RFC 5880/5881/5883) between `ferrolb-speaker` and real routers in network
+//! namespaces: the session comes Up with BIRD and with FRR's bfdd, over IPv4 and IPv6,
+//! and multi-hop (with `minimumTtl` enforced) with a BIRD two hops away. With BFD
+//! timers of 100 ms × 3 and a BGP hold time of 90 s a frozen speaker or a frozen router
+//! is noticed by the other side in well under a second instead of a minute and a half:
+//! BIRD withdraws the speaker's route, the speaker closes the BGP session (NOTIFICATION
+//! Cease / BFD Down) and gets it back once the router is thawed. A BFD session that never
+//! comes up does not hold BGP back.
 //!
 //! Each test builds its own namespaces (`flbt-<tag>-<pid>-…`, removed on drop, also on
 //! failure) and site directory. Root only (skipped loudly otherwise); needs `bird2 frr
@@ -211,8 +213,8 @@ fn bfd_speaker_closes_the_session_with_a_frozen_router_and_gets_it_back() {
 }
 
 #[test]
-fn bfd_comes_up_with_frr_bfdd() {
-    if !bfd_ready("bfd_comes_up_with_frr_bfdd") {
+fn bfd_with_frr_bfdd_comes_up_and_detects_a_frozen_side_both_ways() {
+    if !bfd_ready("bfd_with_frr_bfdd_comes_up_and_detects_a_frozen_side_both_ways") {
         return;
     }
     let mut s = bfd_site("fb-frr");
@@ -235,6 +237,45 @@ fn bfd_comes_up_with_frr_bfdd() {
     });
     assert!(ours.is_some(), "{}", s.metrics());
     println!("{}", frr.vtysh("show bfd peers").unwrap_or_default());
+
+    // A frozen speaker: bfdd notices, bgpd drops the session.
+    let start = Instant::now();
+    s.signal(libc::SIGSTOP);
+    let gone = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        (frr.state(s.node()).as_deref() != Some("Established")).then(|| start.elapsed())
+    });
+    s.signal(libc::SIGCONT);
+    let took = gone.expect("FRR kept its session with the frozen speaker for 10 s");
+    println!("FRR dropped the frozen speaker's session after {took:?}");
+    assert!(
+        took < DETECT_LIMIT,
+        "took {took:?}; the hold time is {HOLD}"
+    );
+    frr.wait_established(s.node(), LIMIT).unwrap();
+    let up = wait_for(LIMIT, POLL, || {
+        (s.metric(BFD_UP) == Some(1.0) && s.metric(BGP_UP) == Some(1.0)).then_some(())
+    });
+    assert!(up.is_some(), "not back up: {}", s.metrics());
+
+    // A frozen bfdd (bgpd still answering): the speaker closes the BGP session.
+    let bfdd = frr.bfdd.as_ref().expect("bfdd runs");
+    let downs = s.metric(BFD_DOWNS).unwrap_or_default();
+    let start = Instant::now();
+    bfdd.signal(libc::SIGSTOP);
+    let closed = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        (s.metric(BFD_DOWNS) == Some(downs + 1.0)).then(|| start.elapsed())
+    });
+    bfdd.signal(libc::SIGCONT);
+    let took = closed.expect("the speaker never saw bfdd go silent");
+    println!("the speaker saw FRR's frozen bfdd after {took:?}");
+    assert!(took < DETECT_LIMIT, "took {took:?}");
+    assert!(
+        s.log()
+            .lines()
+            .any(|l| l.contains("BGP session down") && l.contains("BFD down")),
+        "{}",
+        s.log()
+    );
 }
 
 #[test]
