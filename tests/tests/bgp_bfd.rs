@@ -47,7 +47,20 @@ fn bfd_ready(test: &str) -> bool {
 /// node1's one peer is the router, hold time 90 s, BFD profile `fast` (100 ms × 3);
 /// the advertisement and [`web`] written; the speaker not started.
 fn bfd_site(tag: &str) -> Site {
+    bfd_site_with(tag, json!({}))
+}
+
+/// [`bfd_site`] with `extra` fields in the BFDProfile's spec.
+fn bfd_site_with(tag: &str, extra: serde_json::Value) -> Site {
     let s = Site::new(tag, 1);
+    let mut profile = json!({
+        "transmitInterval": INTERVAL_MS,
+        "receiveInterval": INTERVAL_MS,
+        "detectMultiplier": MULTIPLIER,
+    });
+    if let (Some(p), Some(e)) = (profile.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
     s.configure(&[
         site::peer(
             "router",
@@ -56,15 +69,7 @@ fn bfd_site(tag: &str) -> Site {
             json!({"holdTime": HOLD, "keepaliveTime": "30s", "bfdProfile": "fast"}),
         ),
         site::advertisement("bgp", json!({})),
-        (
-            "BFDProfile",
-            "fast".to_string(),
-            json!({
-                "transmitInterval": INTERVAL_MS,
-                "receiveInterval": INTERVAL_MS,
-                "detectMultiplier": MULTIPLIER,
-            }),
-        ),
+        ("BFDProfile", "fast".to_string(), profile),
     ]);
     s.services(&[web()]);
     s
@@ -73,7 +78,12 @@ fn bfd_site(tag: &str) -> Site {
 /// A started speaker and BIRD with BFD towards each other, hold time 90 s on both
 /// sides; returns once BGP carries [`web`] and both ends say BFD is Up.
 fn bird_site(tag: &str) -> (Site, Bird) {
-    let mut s = bfd_site(tag);
+    bird_site_with(tag, json!({}))
+}
+
+/// [`bird_site`] with `extra` fields in the BFDProfile's spec.
+fn bird_site_with(tag: &str, extra: serde_json::Value) -> (Site, Bird) {
+    let mut s = bfd_site_with(tag, extra);
     let bird = s.bird(s.neighbor().bfd(INTERVAL_MS, MULTIPLIER), |c| {
         c.hold_time = 90
     });
@@ -122,6 +132,17 @@ fn bfd_comes_up_with_bird() {
     assert_eq!(s.metric(BFD_DOWNS), Some(0.0));
     let sessions = bird.birdc(&["show", "bfd", "sessions"]).unwrap();
     println!("{sessions}");
+}
+
+#[test]
+fn bfd_passive_speaker_comes_up_once_the_router_speaks() {
+    if !bfd_ready("bfd_passive_speaker_comes_up_once_the_router_speaks") {
+        return;
+    }
+    // bird_site_with asserts both ends Up: the speaker answered once BIRD spoke first.
+    let (s, bird) = bird_site_with("fb-passive", json!({"passiveMode": true}));
+    assert_eq!(bird.bfd_state(s.node()).as_deref(), Some("Up"));
+    assert_eq!(s.metric(BFD_DOWNS), Some(0.0));
 }
 
 #[test]
