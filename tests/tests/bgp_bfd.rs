@@ -132,6 +132,10 @@ fn bfd_comes_up_with_bird() {
     assert_eq!(s.metric(BFD_DOWNS), Some(0.0));
     let sessions = bird.birdc(&["show", "bfd", "sessions"]).unwrap();
     println!("{sessions}");
+    // The standalone report says so too.
+    let report = s.dir.join(".ferrolb/speakers/node1.yaml");
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    assert!(text.contains("bfd: up"), "{}:\n{text}", report.display());
 }
 
 #[test]
@@ -231,6 +235,16 @@ fn bfd_speaker_closes_the_session_with_a_frozen_router_and_gets_it_back() {
     bird.wait_established(s.node(), LIMIT).unwrap();
     let route = wait_for(LIMIT, POLL, || has_web(&bird).then_some(()));
     assert!(route.is_some(), "the route did not come back");
+    let report = s.dir.join(".ferrolb/speakers/node1.yaml");
+    let counted = wait_for(LIMIT, POLL, || {
+        let text = std::fs::read_to_string(&report).unwrap_or_default();
+        (text.contains("bfd: up") && text.contains("bfdDowns: 1")).then_some(())
+    });
+    assert!(
+        counted.is_some(),
+        "{}",
+        std::fs::read_to_string(&report).unwrap_or_default()
+    );
 }
 
 #[test]
