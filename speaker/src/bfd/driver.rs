@@ -122,6 +122,9 @@ struct Registration {
     at: SocketAddr,
     peer: IpAddr,
     discr: u32,
+    /// To tell its own route by source from that of a newer session with the same peer
+    /// (a restarted session's old task may still be saying AdminDown).
+    inbox: Inbox,
 }
 
 impl Drop for Registration {
@@ -134,7 +137,13 @@ impl Drop for Registration {
             Some(l) => {
                 let mut r = lock(&l.routes);
                 r.by_discr.remove(&self.discr);
-                r.by_peer.remove(&self.peer);
+                if r
+                    .by_peer
+                    .get(&self.peer)
+                    .is_some_and(|i| i.same_channel(&self.inbox))
+                {
+                    r.by_peer.remove(&self.peer);
+                }
                 r.by_discr.is_empty()
             }
             None => false,
@@ -191,13 +200,14 @@ impl Hub {
             discr = discr.wrapping_add(1).max(1);
         }
         routes.by_discr.insert(discr, inbox.clone());
-        routes.by_peer.insert(peer, inbox);
+        routes.by_peer.insert(peer, inbox.clone());
         Ok((
             Registration {
                 hub: Arc::downgrade(self),
                 at,
                 peer,
                 discr,
+                inbox,
             },
             discr,
         ))
@@ -523,6 +533,28 @@ mod tests {
         s.multihop = true;
         assert!(s.ttl_ok(Some(254)));
         assert!(!s.ttl_ok(Some(253)));
+    }
+
+    /// A restarted session's old registration going away leaves the new one's route.
+    #[tokio::test]
+    async fn bfd_an_old_registration_leaves_the_newer_route_alone() {
+        let hub = Hub::new();
+        let at = SocketAddr::new(Ipv4Addr::new(127, 0, 0, 41).into(), MULTI_HOP_PORT);
+        let peer: IpAddr = Ipv4Addr::new(127, 0, 0, 42).into();
+        let (old_tx, _old_rx) = mpsc::unbounded_channel();
+        let (new_tx, _new_rx) = mpsc::unbounded_channel();
+        let (old, _) = hub.register(at, peer, old_tx, 5).await.unwrap();
+        let (new, d) = hub.register(at, peer, new_tx.clone(), 5).await.unwrap();
+        assert_ne!(d, 5, "discriminators are unique per socket");
+        drop(old);
+        let routed = |hub: &Hub| {
+            let listeners = lock(&hub.listeners);
+            let r = lock(&listeners[&at].routes);
+            r.by_peer.get(&peer).is_some_and(|i| i.same_channel(&new_tx))
+        };
+        assert!(routed(&hub));
+        drop(new);
+        assert!(lock(&hub.listeners).is_empty(), "the socket closes with its last session");
     }
 
     #[tokio::test]
