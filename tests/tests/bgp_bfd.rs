@@ -472,3 +472,62 @@ fn bfd_multihop_checks_the_minimum_ttl_and_comes_up_two_hops_away() {
         "took {took:?}; the hold time is {HOLD}"
     );
 }
+
+#[test]
+fn bfd_profile_change_takes_new_timers_without_going_down() {
+    if !bfd_ready("bfd_profile_change_takes_new_timers_without_going_down") {
+        return;
+    }
+    let (s, bird) = bird_site("fb-change");
+    let established = r#"ferrolb_bgp_sessions_established_total{peer="router"}"#;
+    assert_eq!(s.metric(established), Some(1.0));
+    // 100 ms → 250 ms: new timers for the running BFD session, announced with a Poll
+    // Sequence; neither BFD nor BGP goes down.
+    let start = Instant::now();
+    s.configure(&[
+        site::peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"holdTime": HOLD, "keepaliveTime": "30s", "bfdProfile": "fast"}),
+        ),
+        site::advertisement("bgp", json!({})),
+        (
+            "BFDProfile",
+            "fast".to_string(),
+            json!({"transmitInterval": 250, "receiveInterval": 250}),
+        ),
+    ]);
+    let mut bgp_states = Vec::new();
+    let mut bfd_states = Vec::new();
+    let back = wait_for(LIMIT, Duration::from_millis(50), || {
+        bgp_states.push(bird.state(s.node()).unwrap_or_default());
+        bfd_states.push(bird.bfd_state(s.node()).unwrap_or_default());
+        let line = bird.birdc(&["show", "bfd", "sessions"]).unwrap_or_default();
+        (line.contains(" Up ") && line.contains("0.250") && s.metric(BFD_UP) == Some(1.0))
+            .then(|| start.elapsed())
+    });
+    let took = back.unwrap_or_else(|| {
+        panic!(
+            "BFD not back at 250 ms: {}\nlog:\n{}",
+            bird.birdc(&["show", "bfd", "sessions"]).unwrap_or_default(),
+            s.log()
+        )
+    });
+    println!("BIRD shows the new 250 ms interval after {took:?}");
+    assert!(
+        bfd_states.iter().all(|st| st == "Up"),
+        "BIRD's BFD session left Up: {bfd_states:?}"
+    );
+    assert!(
+        bgp_states.iter().all(|st| st == "Established"),
+        "BIRD's BGP session left Established: {bgp_states:?}"
+    );
+    assert!(s.log().contains("BFD timers changed"), "{}", s.log());
+    assert_eq!(
+        s.metric(established),
+        Some(1.0),
+        "the BGP session restarted"
+    );
+    assert_eq!(s.metric(BFD_DOWNS), Some(0.0));
+}

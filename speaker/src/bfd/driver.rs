@@ -137,8 +137,7 @@ impl Drop for Registration {
             Some(l) => {
                 let mut r = lock(&l.routes);
                 r.by_discr.remove(&self.discr);
-                if r
-                    .by_peer
+                if r.by_peer
                     .get(&self.peer)
                     .is_some_and(|i| i.same_channel(&self.inbox))
                 {
@@ -246,6 +245,7 @@ async fn listen(socket: UdpSocket, routes: Arc<Mutex<Routes>>) {
 pub struct Handle {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    profiles: mpsc::UnboundedSender<Profile>,
     pub reports: mpsc::UnboundedReceiver<Report>,
 }
 
@@ -253,6 +253,12 @@ pub struct Handle {
 const STOP_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Handle {
+    /// New timers for the running session (same peer, addresses and hop kind): taken
+    /// on with a Poll Sequence, without leaving Up.
+    pub fn reconfigure(&self, profile: Profile) {
+        let _ = self.profiles.send(profile);
+    }
+
     /// Stops the session and waits (briefly) until the peer was told AdminDown, so a
     /// speaker shutting down does not leave the peer to time the session out.
     pub async fn stop(mut self) {
@@ -277,10 +283,12 @@ impl Drop for Handle {
 pub fn spawn(hub: Arc<Hub>, spec: Spec, name: String) -> Handle {
     let (stop_tx, stop_rx) = oneshot::channel();
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(hub, spec, name, stop_rx, tx));
+    let (profiles_tx, profiles) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run(hub, spec, name, stop_rx, tx, profiles));
     Handle {
         stop: Some(stop_tx),
         task: Some(task),
+        profiles: profiles_tx,
         reports: rx,
     }
 }
@@ -291,16 +299,17 @@ fn random() -> u32 {
 
 async fn run(
     hub: Arc<Hub>,
-    spec: Spec,
+    mut spec: Spec,
     name: String,
     mut stop: oneshot::Receiver<()>,
     reports: mpsc::UnboundedSender<Report>,
+    mut profiles: mpsc::UnboundedReceiver<Profile>,
 ) {
     let mut last = String::new();
     loop {
         match open(&hub, &spec).await {
             Ok(opened) => {
-                session(opened, &spec, &name, &mut stop, &reports).await;
+                session(opened, spec, &name, &mut stop, &reports, &mut profiles).await;
                 return;
             }
             Err(e) => {
@@ -311,9 +320,14 @@ async fn run(
                     last.clone_from(&e);
                 }
                 let _ = reports.send(Report::Error(e));
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = tokio::time::sleep(RETRY) => {}
+                let retry = tokio::time::sleep(RETRY);
+                tokio::pin!(retry);
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        Some(p) = profiles.recv() => spec.profile = p,
+                        _ = &mut retry => break,
+                    }
                 }
             }
         }
@@ -348,10 +362,11 @@ async fn open(hub: &Arc<Hub>, spec: &Spec) -> Result<Opened, socket::SocketError
 
 async fn session(
     mut o: Opened,
-    spec: &Spec,
+    mut spec: Spec,
     name: &str,
     stop: &mut oneshot::Receiver<()>,
     reports: &mpsc::UnboundedSender<Report>,
+    profiles: &mut mpsc::UnboundedReceiver<Profile>,
 ) {
     let mut fsm = Fsm::new(spec.profile.timers, o.discr);
     let mut timers: HashMap<Timer, Instant> = HashMap::new();
@@ -368,6 +383,12 @@ async fn session(
                 perform(last, &o, &mut timers, name, reports, remote).await;
                 drop(o.registration);
                 return;
+            }
+            Some(profile) = profiles.recv() => {
+                info!(peer = %name, profile = %profile.name, "BFD timers changed");
+                let timers = profile.timers;
+                spec.profile = profile;
+                Event::Reconfigure(timers)
             }
             Some((p, from, ttl)) = o.inbox.recv() => {
                 if !spec.ttl_ok(ttl) {
@@ -550,11 +571,16 @@ mod tests {
         let routed = |hub: &Hub| {
             let listeners = lock(&hub.listeners);
             let r = lock(&listeners[&at].routes);
-            r.by_peer.get(&peer).is_some_and(|i| i.same_channel(&new_tx))
+            r.by_peer
+                .get(&peer)
+                .is_some_and(|i| i.same_channel(&new_tx))
         };
         assert!(routed(&hub));
         drop(new);
-        assert!(lock(&hub.listeners).is_empty(), "the socket closes with its last session");
+        assert!(
+            lock(&hub.listeners).is_empty(),
+            "the socket closes with its last session"
+        );
     }
 
     #[tokio::test]

@@ -53,6 +53,9 @@ pub enum Event {
     AdminUp,
     /// Stop the session, telling the peer (so it does not count a failure).
     AdminDown,
+    /// New timers (a changed `BFDProfile`), taken on without leaving Up: a Poll
+    /// Sequence announces them (§6.8.3).
+    Reconfigure(Config),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +88,11 @@ pub struct Fsm {
     polling: bool,
     /// The Desired Min TX advertised (1 s while not Up).
     advertised_tx: Duration,
+    /// The intervals actually used for our packets and for the peer's detection time:
+    /// a slower rate for us, or a faster one for the peer, waits for the peer to
+    /// acknowledge it (the end of the Poll Sequence, §6.8.3).
+    tx_in_use: Duration,
+    rx_in_use: Duration,
 }
 
 fn us(d: Duration) -> u32 {
@@ -107,6 +115,8 @@ impl Fsm {
             remote_detect_mult: 0,
             polling: false,
             advertised_tx: SLOW_TX.max(config.desired_min_tx),
+            tx_in_use: SLOW_TX.max(config.desired_min_tx),
+            rx_in_use: config.required_min_rx,
         }
     }
 
@@ -137,7 +147,7 @@ impl Fsm {
         if self.remote_detect_mult == 0 {
             return None;
         }
-        let agreed = self.config.required_min_rx.max(self.remote_desired_tx);
+        let agreed = self.rx_in_use.max(self.remote_desired_tx);
         Some(agreed * u32::from(self.remote_detect_mult))
     }
 
@@ -147,7 +157,7 @@ impl Fsm {
         if self.remote_min_rx.is_zero() {
             return None;
         }
-        Some(self.advertised_tx.max(self.remote_min_rx))
+        Some(self.tx_in_use.max(self.remote_min_rx))
     }
 
     /// Applies one event. `random` is any random number (the driver draws a fresh one
@@ -178,6 +188,7 @@ impl Fsm {
                 self.arm_transmit(random, &mut out);
             }
             Event::TimerExpired(Timer::Detect) => self.detection_expired(&mut out),
+            Event::Reconfigure(config) => self.reconfigure(config),
             Event::Received(p) => self.receive(p, random, &mut out),
         }
         out
@@ -230,6 +241,10 @@ impl Fsm {
             self.advertised_tx = tx;
             self.polling = to == State::Up;
         }
+        // Entering Up only speeds us up; leaving it, the peer leaves Up too (or will
+        // by its detection time): nothing to wait for either way.
+        self.tx_in_use = tx;
+        self.rx_in_use = self.config.required_min_rx;
         if to != State::Up {
             self.polling = false;
         }
@@ -238,6 +253,28 @@ impl Fsm {
             to,
             diag: self.local_diag,
         });
+    }
+
+    /// §6.8.3: new intervals are polled for while Up; until the peer answers, a
+    /// slower transmit rate is not used yet (the peer's detection time still expects the
+    /// old one), nor a faster receive rate (the peer still sends at the old one).
+    fn reconfigure(&mut self, config: Config) {
+        let old = std::mem::replace(&mut self.config, config);
+        if self.state != State::Up {
+            self.advertised_tx = SLOW_TX.max(config.desired_min_tx);
+            self.tx_in_use = self.advertised_tx;
+            self.rx_in_use = config.required_min_rx;
+            return;
+        }
+        if config.desired_min_tx != self.advertised_tx {
+            self.advertised_tx = config.desired_min_tx;
+            self.tx_in_use = self.tx_in_use.min(config.desired_min_tx);
+            self.polling = true;
+        }
+        if config.required_min_rx != old.required_min_rx {
+            self.rx_in_use = self.rx_in_use.max(config.required_min_rx);
+            self.polling = true;
+        }
     }
 
     fn detection_expired(&mut self, out: &mut Vec<Action>) {
@@ -266,8 +303,10 @@ impl Fsm {
         self.remote_min_rx = Duration::from_micros(p.required_min_rx_us.into());
         self.remote_desired_tx = Duration::from_micros(p.desired_min_tx_us.into());
         self.remote_detect_mult = p.detect_mult;
-        if p.final_ {
+        if p.final_ && self.polling {
             self.polling = false;
+            self.tx_in_use = self.advertised_tx;
+            self.rx_in_use = self.config.required_min_rx;
         }
         match (self.state, p.state) {
             (State::Init | State::Up, State::AdminDown) | (State::Up, State::Down) => {
@@ -423,6 +462,79 @@ mod tests {
         let p = tick(&mut a);
         b.handle(Event::Received(p), 0);
         assert!(b.polling());
+    }
+
+    /// Both Up and the Poll of going Up answered.
+    fn settled() -> (Fsm, Fsm) {
+        let (mut a, mut b) = handshake();
+        for _ in 0..2 {
+            let pa = tick(&mut a);
+            let fb = sent(&b.handle(Event::Received(pa), 0));
+            for f in fb {
+                a.handle(Event::Received(f), 0);
+            }
+            let pb = tick(&mut b);
+            let fa = sent(&a.handle(Event::Received(pb), 0));
+            for f in fa {
+                b.handle(Event::Received(f), 0);
+            }
+        }
+        assert!(!a.polling() && !b.polling());
+        (a, b)
+    }
+
+    #[test]
+    fn bfd_new_timers_are_polled_for_and_used_once_acknowledged() {
+        let (mut a, mut b) = settled();
+        let slower = Config {
+            desired_min_tx: MS(250),
+            required_min_rx: MS(50),
+            ..fast()
+        };
+        assert!(a.handle(Event::Reconfigure(slower), 0).is_empty());
+        assert_eq!(a.state(), State::Up, "no state change");
+        assert!(a.polling());
+        // Not yet: slower sending and faster receiving wait for the Final.
+        assert_eq!(a.transmit_interval(), Some(MS(100)));
+        let pb = tick(&mut b);
+        a.handle(Event::Received(pb), 0);
+        assert_eq!(a.detection_time(), Some(MS(300)));
+        let p = tick(&mut a);
+        assert!(p.poll);
+        assert_eq!(
+            (p.desired_min_tx_us, p.required_min_rx_us),
+            (250_000, 50_000)
+        );
+        let answer = b.handle(Event::Received(p), 0);
+        // B takes A's new rate at once: its detection time for A grows.
+        assert_eq!(armed(&answer, Timer::Detect), Some(MS(750)));
+        let f = sent(&answer);
+        a.handle(Event::Received(f[0]), 0);
+        assert!(!a.polling());
+        assert_eq!(a.transmit_interval(), Some(MS(250)));
+        assert_eq!(
+            a.detection_time(),
+            Some(MS(300)),
+            "B still sends every 100 ms"
+        );
+        assert_eq!(
+            b.transmit_interval(),
+            Some(MS(100)),
+            "A takes 50 ms: B's own 100"
+        );
+    }
+
+    #[test]
+    fn bfd_new_timers_while_down_apply_at_once() {
+        let mut a = Fsm::new(fast(), 11);
+        a.handle(Event::AdminUp, 0);
+        let cfg = Config {
+            desired_min_tx: MS(2000),
+            ..fast()
+        };
+        a.handle(Event::Reconfigure(cfg), 0);
+        assert!(!a.polling());
+        assert_eq!(a.transmit_interval(), Some(MS(2000)));
     }
 
     #[test]
@@ -605,11 +717,17 @@ mod tests {
                     required_min_rx_us: rng.random_range(0..2_000_000),
                     required_min_echo_rx_us: 0,
                 };
-                let event = match rng.random_range(0..6) {
+                let event = match rng.random_range(0..7) {
                     0 => Event::AdminUp,
                     1 => Event::AdminDown,
                     2 => Event::TimerExpired(Timer::Transmit),
                     3 => Event::TimerExpired(Timer::Detect),
+                    4 => Event::Reconfigure(Config {
+                        desired_min_tx: MS(rng.random_range(100..=500)),
+                        required_min_rx: MS(rng.random_range(10..=500)),
+                        detect_mult: rng.random_range(2..=5),
+                        passive: rng.random(),
+                    }),
                     _ => Event::Received(p),
                 };
                 let was = f.state();

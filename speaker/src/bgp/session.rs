@@ -788,6 +788,25 @@ impl Session {
         *cur = s;
     }
 
+    /// (Re)starts the BFD session as the spec says; the one running, if any, is told to
+    /// stop (it says AdminDown on its own time, which the peer does not count as a
+    /// failure).
+    fn start_bfd(&mut self, hub: &Arc<bfd::driver::Hub>) {
+        self.bfd = bfd_spec(&self.spec.config)
+            .map(|b| bfd::driver::spawn(hub.clone(), b, self.spec.name.clone()));
+        self.bfd_state = bfd::packet::State::Down;
+    }
+
+    /// A new BFD profile: new timers for the running BFD session (which stays Up), or
+    /// BFD started or stopped.
+    fn change_bfd(&mut self, new: Option<bfd::Profile>, hub: &Arc<bfd::driver::Hub>) {
+        let old = std::mem::replace(&mut self.spec.config.bfd, new.clone());
+        match (&self.bfd, old, new) {
+            (Some(running), Some(_), Some(profile)) => running.reconfigure(profile),
+            _ => self.start_bfd(hub),
+        }
+    }
+
     /// News from the BFD session. Up to Down closes the BGP session at once (RFC 9384
     /// Cease / BFD Down); it reconnects with its usual back-off, whether BFD is back
     /// or not (a BFD session that is not Up never holds BGP back, as in FRR).
@@ -913,11 +932,22 @@ pub fn bfd_spec(c: &SessionConfig) -> Option<bfd::driver::Spec> {
     })
 }
 
-/// The task of one session.
+/// Whether two specs differ at most in their BFD profile.
+fn same_but_bfd(a: &SessionSpec, b: &SessionSpec) -> bool {
+    if a.config.bfd == b.config.bfd {
+        return a == b;
+    }
+    let mut a = a.clone();
+    a.config.bfd.clone_from(&b.config.bfd);
+    a == *b
+}
+
+/// The task of one session. `bfd`: the shared BFD sockets, and the profile (which may
+/// change while the session runs).
 #[allow(clippy::too_many_arguments)]
 async fn run_session(
     spec: SessionSpec,
-    hub: Arc<bfd::driver::Hub>,
+    (hub, mut profile): (Arc<bfd::driver::Hub>, watch::Receiver<Option<bfd::Profile>>),
     rib: watch::Receiver<AdjRibOut>,
     mut incoming: mpsc::UnboundedReceiver<TcpStream>,
     stop: oneshot::Receiver<Stop>,
@@ -969,9 +999,8 @@ async fn run_session(
         bfd: None,
         bfd_state: bfd::packet::State::Down,
     };
-    if let Some(b) = bfd_spec(&s.spec.config) {
-        s.bfd = Some(bfd::driver::spawn(hub, b, s.spec.name.clone()));
-    }
+    s.spec.config.bfd = profile.borrow_and_update().clone();
+    s.start_bfd(&hub);
     s.handle(Which::Main, Event::ManualStart);
     let mut stop = stop;
     loop {
@@ -988,6 +1017,11 @@ async fn run_session(
             Some((id, io)) = io_rx.recv() => s.on_io(id, io),
             Some(stream) = incoming.recv() => s.on_incoming(stream),
             r = bfd_report(&mut s.bfd) => s.on_bfd(r),
+            Ok(()) = profile.changed() => {
+                let new = profile.borrow_and_update().clone();
+                s.change_bfd(new, &hub);
+                s.publish();
+            }
             r = s.rib.changed() => {
                 if r.is_err() {
                     s.stop(Stop::Cease(cease::ADMINISTRATIVE_SHUTDOWN)).await;
@@ -1013,6 +1047,8 @@ async fn sleep_until(at: Option<Instant>) {
 
 struct Running {
     spec: SessionSpec,
+    /// The BFD profile, changed without restarting the BGP session.
+    bfd: watch::Sender<Option<bfd::Profile>>,
     rib: watch::Sender<AdjRibOut>,
     incoming: mpsc::UnboundedSender<TcpStream>,
     stop: oneshot::Sender<Stop>,
@@ -1093,10 +1129,12 @@ impl Manager {
         wanted: &BTreeMap<String, SessionSpec>,
         ribs: &BTreeMap<String, AdjRibOut>,
     ) {
+        // A new BFD profile alone changes the BFD session's timers (or starts or stops
+        // it): BGP stays up.
         let gone: Vec<String> = self
             .sessions
             .iter()
-            .filter(|(name, r)| wanted.get(*name) != Some(&r.spec))
+            .filter(|(name, r)| !wanted.get(*name).is_some_and(|w| same_but_bfd(w, &r.spec)))
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
@@ -1113,7 +1151,12 @@ impl Manager {
         }
         for (name, spec) in wanted {
             let rib = ribs.get(name).cloned().unwrap_or_default();
-            if let Some(r) = self.sessions.get(name) {
+            if let Some(r) = self.sessions.get_mut(name) {
+                if r.spec.config.bfd != spec.config.bfd {
+                    info!(peer = %name, "BFD profile changed: the BGP session stays");
+                    r.spec = spec.clone();
+                    r.bfd.send_replace(spec.config.bfd.clone());
+                }
                 r.rib.send_if_modified(|cur| {
                     if *cur == rib {
                         false
@@ -1128,6 +1171,7 @@ impl Manager {
             let (rib_tx, rib_rx) = watch::channel(rib);
             let (in_tx, in_rx) = mpsc::unbounded_channel();
             let (stop_tx, stop_rx) = oneshot::channel();
+            let (bfd_tx, bfd_rx) = watch::channel(spec.config.bfd.clone());
             let status = Arc::new(Mutex::new(SessionStatus {
                 peer: name.clone(),
                 address: SocketAddr::new(spec.config.address, spec.config.port).to_string(),
@@ -1136,7 +1180,7 @@ impl Manager {
             }));
             let task = tokio::spawn(run_session(
                 spec.clone(),
-                self.bfd_hub.clone(),
+                (self.bfd_hub.clone(), bfd_rx),
                 rib_rx,
                 in_rx,
                 stop_rx,
@@ -1148,6 +1192,7 @@ impl Manager {
                 name.clone(),
                 Running {
                     spec: spec.clone(),
+                    bfd: bfd_tx,
                     rib: rib_tx,
                     incoming: in_tx,
                     stop: stop_tx,
@@ -1339,6 +1384,23 @@ mod tests {
             node_v4: None,
             node_v6: Some("2001:db8:51::11".parse().unwrap()),
         }
+    }
+
+    #[test]
+    fn bfd_profile_changes_alone_keep_the_bgp_session() {
+        let a = spec("r", 64512, 64513, [192, 0, 2, 1], 179, false);
+        let mut b = a.clone();
+        b.config.bfd = Some(crate::bfd::Profile {
+            name: "fast".into(),
+            timers: crate::bfd::fsm::Config::default(),
+            minimum_ttl: 254,
+        });
+        assert!(same_but_bfd(&a, &b) && same_but_bfd(&b, &a) && same_but_bfd(&a, &a));
+        b.config.hold_time = a.config.hold_time + Duration::from_secs(3);
+        assert!(!same_but_bfd(&a, &b));
+        let mut c = a.clone();
+        c.config.port = 1179;
+        assert!(!same_but_bfd(&a, &c));
     }
 
     fn rib(prefixes: &[&str]) -> AdjRibOut {
