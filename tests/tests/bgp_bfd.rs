@@ -531,3 +531,67 @@ fn bfd_profile_change_takes_new_timers_without_going_down() {
     );
     assert_eq!(s.metric(BFD_DOWNS), Some(0.0));
 }
+
+#[test]
+fn bfd_admin_down_of_a_restarting_speaker_keeps_graceful_restart() {
+    if !bfd_ready("bfd_admin_down_of_a_restarting_speaker_keeps_graceful_restart") {
+        return;
+    }
+    let mut s = Site::new("fb-gr", 1);
+    s.configure(&[
+        site::peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"holdTime": HOLD, "keepaliveTime": "30s", "bfdProfile": "fast",
+                   "enableGracefulRestart": true}),
+        ),
+        site::advertisement("bgp", json!({})),
+        (
+            "BFDProfile",
+            "fast".to_string(),
+            json!({"transmitInterval": INTERVAL_MS, "receiveInterval": INTERVAL_MS}),
+        ),
+    ]);
+    s.services(&[web()]);
+    // BIRD 2 closes the BGP session when BFD goes down, also when the peer said
+    // AdminDown; `bfd graceful` makes it a graceful restart instead.
+    let bird = s.bird(
+        s.neighbor().bfd(INTERVAL_MS, MULTIPLIER).bfd_graceful(),
+        |c| {
+            c.hold_time = 90;
+            c.graceful_restart = true;
+        },
+    );
+    s.start();
+    s.wait_web(&bird);
+    let up = wait_for(LIMIT, POLL, || {
+        (bird.bfd_state(s.node()).as_deref() == Some("Up")).then_some(())
+    });
+    assert!(up.is_some(), "BFD never came up");
+    // A rolling upgrade: the speaker closes the connection (no Cease) and tells BFD
+    // AdminDown; BIRD keeps the route through the restart.
+    s.stop();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        assert!(
+            has_web(&bird),
+            "BIRD dropped the route while the speaker was away"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.start();
+    let start = Instant::now();
+    while bird.state(s.node()).as_deref() != Some("Established") {
+        assert!(
+            start.elapsed() < LIMIT,
+            "the restarted speaker did not come back"
+        );
+        assert!(has_web(&bird), "BIRD dropped the route during the restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let back = wait_for(LIMIT, POLL, || {
+        (bird.bfd_state(s.node()).as_deref() == Some("Up") && has_web(&bird)).then_some(())
+    });
+    assert!(back.is_some(), "BFD or the route did not come back");
+}

@@ -58,8 +58,10 @@ protocol bfd {{
     }
     for (i, n) in cfg.neighbors.iter().enumerate() {
         let mut opts = Vec::new();
-        if n.bfd.is_some() {
-            opts.push("bfd on;".to_string());
+        match n.bfd {
+            Some(b) if b.graceful => opts.push("bfd graceful;".to_string()),
+            Some(_) => opts.push("bfd on;".to_string()),
+            None => {}
         }
         if n.passive {
             opts.push("passive on;".to_string());

@@ -23,6 +23,9 @@ pub struct Neighbor {
 pub struct Bfd {
     pub interval_ms: u32,
     pub multiplier: u32,
+    /// BFD going down starts graceful restart instead of closing the session (BIRD's
+    /// `bfd graceful`).
+    pub graceful: bool,
 }
 
 impl Neighbor {
@@ -51,7 +54,16 @@ impl Neighbor {
         self.bfd = Some(Bfd {
             interval_ms,
             multiplier,
+            graceful: false,
         });
+        self
+    }
+
+    /// With [`Neighbor::bfd`]: BFD down means graceful restart, not a closed session.
+    pub fn bfd_graceful(mut self) -> Neighbor {
+        if let Some(b) = &mut self.bfd {
+            b.graceful = true;
+        }
         self
     }
 
