@@ -595,3 +595,51 @@ fn bfd_admin_down_of_a_restarting_speaker_keeps_graceful_restart() {
     });
     assert!(back.is_some(), "BFD or the route did not come back");
 }
+
+#[test]
+fn bfd_removed_from_the_peer_says_admin_down_and_stops() {
+    if !bfd_ready("bfd_removed_from_the_peer_says_admin_down_and_stops") {
+        return;
+    }
+    let mut s = bfd_site("fb-frr-rm");
+    let mut cfg = s.router_config(s.neighbor().bfd(INTERVAL_MS, MULTIPLIER));
+    cfg.hold_time = 90;
+    let frr = Frr::start(&s.net.router.ns, s.net.subdir("frr").unwrap(), cfg).unwrap();
+    s.start();
+    frr.wait_established(s.node(), LIMIT).unwrap();
+    let up = wait_for(LIMIT, POLL, || {
+        (frr.bfd_state(s.node()).as_deref() == Some("up")).then_some(())
+    });
+    assert!(up.is_some(), "bfdd's session never came up");
+    // The BGPPeer no longer names a profile: the speaker's BFD session tells bfdd
+    // AdminDown and stops, and the speaker does not restart BGP for it.
+    s.configure(&[
+        site::peer(
+            "router",
+            s.router(),
+            ROUTER_AS,
+            json!({"holdTime": HOLD, "keepaliveTime": "30s"}),
+        ),
+        site::advertisement("bgp", json!({})),
+    ]);
+    let told = wait_for(LIMIT, POLL, || {
+        let json = frr.vtysh("show bfd peers json").unwrap_or_default();
+        (json.contains(r#""remote-diagnostic":"administratively down""#)
+            && s.metric(BFD_UP).is_none())
+        .then_some(json)
+    });
+    assert!(
+        told.is_some(),
+        "bfdd was not told AdminDown: {}\n{}",
+        frr.vtysh("show bfd peers json").unwrap_or_default(),
+        s.metrics()
+    );
+    let config_change =
+        r#"ferrolb_bgp_notifications_sent_total{peer="router",code="6",subcode="6"}"#;
+    assert_eq!(s.metric(config_change), None, "the speaker restarted BGP");
+    assert_eq!(s.metric(CEASE_BFD_DOWN_SENT), None);
+    // FRR 8.4 (like BIRD 2) takes the AdminDown for a failure all the same and resets
+    // the session from its side (RFC 5882 §3.2 asks it not to); it comes back without
+    // BFD.
+    frr.wait_established(s.node(), LIMIT).unwrap();
+}
