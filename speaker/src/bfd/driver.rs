@@ -80,7 +80,12 @@ impl Report {
 }
 
 /// A received packet on its way to a session.
-type Inbox = mpsc::UnboundedSender<(Control, SocketAddr, Option<u8>)>;
+type Delivery = (Control, SocketAddr, Option<u8>);
+type Inbox = mpsc::Sender<Delivery>;
+
+/// Packets waiting for a session: many more than any peer sends between two turns of
+/// its task. Beyond that they are dropped (a flood, not a peer).
+const INBOX: usize = 64;
 
 #[derive(Default)]
 struct Routes {
@@ -231,7 +236,7 @@ async fn listen(socket: UdpSocket, routes: Arc<Mutex<Routes>>) {
                 let routes = lock(&routes);
                 match routes.route(&p, r.from.ip()) {
                     Some(inbox) => {
-                        let _ = inbox.send((p, r.from, r.ttl));
+                        let _ = inbox.try_send((p, r.from, r.ttl));
                     }
                     None => debug!(from = %r.from, "BFD packet for no session here"),
                 }
@@ -337,7 +342,7 @@ async fn run(
 struct Opened {
     sender: UdpSocket,
     to: SocketAddr,
-    inbox: mpsc::UnboundedReceiver<(Control, SocketAddr, Option<u8>)>,
+    inbox: mpsc::Receiver<Delivery>,
     registration: Registration,
     discr: u32,
 }
@@ -347,7 +352,7 @@ async fn open(hub: &Arc<Hub>, spec: &Spec) -> Result<Opened, socket::SocketError
         Some(ip) => ip,
         None => socket::route_source(spec.peer)?,
     };
-    let (tx, inbox) = mpsc::unbounded_channel();
+    let (tx, inbox) = mpsc::channel(INBOX);
     let at = SocketAddr::new(local, spec.port());
     let (registration, discr) = hub.register(at, spec.peer, tx, random()).await?;
     let sender = socket::sender(local, random() as u16).await?;
@@ -494,8 +499,8 @@ mod tests {
     #[test]
     fn bfd_packets_go_by_discriminator_then_by_source() {
         let mut routes = Routes::default();
-        let (a_tx, mut a_rx) = mpsc::unbounded_channel();
-        let (b_tx, mut b_rx) = mpsc::unbounded_channel();
+        let (a_tx, mut a_rx) = mpsc::channel(1);
+        let (b_tx, mut b_rx) = mpsc::channel(1);
         let a: IpAddr = Ipv4Addr::new(198, 51, 100, 1).into();
         let b: IpAddr = Ipv4Addr::new(198, 51, 100, 2).into();
         routes.by_discr.insert(7, a_tx.clone());
@@ -522,7 +527,7 @@ mod tests {
         .unwrap();
         let send = |routes: &Routes, p: &Control, from| {
             if let Some(i) = routes.route(p, from) {
-                i.send((*p, SocketAddr::new(from, 49152), Some(255)))
+                i.try_send((*p, SocketAddr::new(from, 49152), Some(255)))
                     .unwrap();
             }
         };
@@ -562,8 +567,8 @@ mod tests {
         let hub = Hub::new();
         let at = SocketAddr::new(Ipv4Addr::new(127, 0, 0, 41).into(), MULTI_HOP_PORT);
         let peer: IpAddr = Ipv4Addr::new(127, 0, 0, 42).into();
-        let (old_tx, _old_rx) = mpsc::unbounded_channel();
-        let (new_tx, _new_rx) = mpsc::unbounded_channel();
+        let (old_tx, _old_rx) = mpsc::channel(1);
+        let (new_tx, _new_rx) = mpsc::channel(1);
         let (old, _) = hub.register(at, peer, old_tx, 5).await.unwrap();
         let (new, d) = hub.register(at, peer, new_tx.clone(), 5).await.unwrap();
         assert_ne!(d, 5, "discriminators are unique per socket");
