@@ -52,12 +52,12 @@ fn service(i: u32, offset: u32) -> ServiceInfo {
     }
     ServiceInfo {
         key: ServiceKey::new("bench", format!("svc-{i}")),
-        ips,
+        ips: ips.into(),
         pool: "bgp".into(),
         endpoints: NODES
             .iter()
             .map(|n| Endpoint {
-                node: Some(n.to_string()),
+                node: Some((*n).into()),
                 serving: true,
             })
             .collect(),

@@ -198,7 +198,7 @@ fn applicable_ads(world: &World, svc: &ServiceInfo) -> Vec<usize> {
         .iter()
         .enumerate()
         .filter(|(_, ad)| {
-            ad.pools.contains(&svc.pool) && ad.service_selectors.matches_or_empty(&svc.labels)
+            ad.pools.contains(&*svc.pool) && ad.service_selectors.matches_or_empty(&svc.labels)
         })
         .map(|(i, _)| i)
         .collect()
@@ -393,8 +393,9 @@ pub struct Announcements {
 /// and a set would allocate a whole tree node for each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BgpAnnouncement {
-    /// The Services behind it (several when they share it), sorted, each once.
-    pub services: Vec<ServiceKey>,
+    /// The Services behind it (several when they share it), sorted, each once; one
+    /// is kept inline.
+    pub services: smallvec::SmallVec<[ServiceKey; 1]>,
     /// The BGPAdvertisements, by index in `world.bgp_ads`, that apply to one of those
     /// Services and select this node: they decide the prefixes, peers and attributes.
     /// Sorted, each once; shared by every address with the same list.
@@ -408,7 +409,7 @@ fn applicable_bgp_ads(world: &World, svc: &ServiceInfo) -> Vec<usize> {
         .iter()
         .enumerate()
         .filter(|(_, ad)| {
-            ad.pools.contains(&svc.pool) && ad.service_selectors.matches_or_empty(&svc.labels)
+            ad.pools.contains(&*svc.pool) && ad.service_selectors.matches_or_empty(&svc.labels)
         })
         .map(|(i, _)| i)
         .collect()
@@ -531,7 +532,7 @@ fn bgp_announcements(
             _ => merged.push((
                 ip,
                 BgpAnnouncement {
-                    services: vec![key.clone()],
+                    services: smallvec::smallvec![key.clone()],
                     ads,
                 },
             )),

@@ -690,7 +690,7 @@ mod tests {
         ann.bgp.insert(
             "203.0.113.1".parse().unwrap(),
             BgpAnnouncement {
-                services: vec![over_bgp],
+                services: [over_bgp].into(),
                 ads: vec![0].into(),
             },
         );

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ferrolb_crds::status::{
     InterfaceInfo, NODE_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, ServiceBGPStatusStatus,
@@ -93,8 +94,8 @@ impl Kind for Bgp {
     fn status(node: &str, service: &ServiceKey, items: &BTreeSet<String>) -> Self::Status {
         ServiceBGPStatusStatus {
             node: node.into(),
-            service_name: service.name.to_string(),
-            service_namespace: service.namespace.to_string(),
+            service_name: service.name().to_string(),
+            service_namespace: service.namespace().to_string(),
             peers: items.iter().cloned().collect(),
         }
     }
@@ -151,7 +152,7 @@ pub fn desired_l2(ann: &Announcements, want: &Desired) -> BTreeMap<ServiceKey, B
 /// sessions' state is in the metrics and the report).
 pub fn desired_bgp(
     ann: &Announcements,
-    peers: &BTreeMap<String, AdjRibOut>,
+    peers: &BTreeMap<String, Arc<AdjRibOut>>,
 ) -> BTreeMap<ServiceKey, BTreeSet<String>> {
     let to = rib::peers_by_ip(&ann.bgp, peers);
     let mut out: BTreeMap<ServiceKey, BTreeSet<String>> = BTreeMap::new();
@@ -172,9 +173,9 @@ pub fn object_name_of<K: Kind>(node: &str, service: &ServiceKey) -> String {
     let mut h = Sha256::new();
     h.update(node.as_bytes());
     h.update(b"/");
-    h.update(service.namespace.as_bytes());
+    h.update(service.namespace().as_bytes());
     h.update(b"/");
-    h.update(service.name.as_bytes());
+    h.update(service.name().as_bytes());
     let digest = h.finalize();
     let hex: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{hex}", K::PREFIX)
@@ -208,8 +209,8 @@ pub fn labels(node: &str, service: &ServiceKey) -> BTreeMap<String, String> {
     let node = node_label_value(node);
     [
         (NODE_LABEL, node.as_str()),
-        (SERVICE_NAME_LABEL, &*service.name),
-        (SERVICE_NAMESPACE_LABEL, &*service.namespace),
+        (SERVICE_NAME_LABEL, service.name()),
+        (SERVICE_NAMESPACE_LABEL, service.namespace()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -224,8 +225,8 @@ pub fn status_of(
 ) -> ServiceL2StatusStatus {
     ServiceL2StatusStatus {
         node: node.into(),
-        service_name: service.name.to_string(),
-        service_namespace: service.namespace.to_string(),
+        service_name: service.name().to_string(),
+        service_namespace: service.namespace().to_string(),
         interfaces: interfaces
             .iter()
             .map(|n| InterfaceInfo { name: n.clone() })
@@ -762,13 +763,15 @@ mod tests {
         announce("203.0.113.130", &["shared"]);
         announce("2001:db8::5", &["web6"]);
         announce("198.51.100.7", &["lonely"]);
-        let table = |prefixes: &[&str]| -> AdjRibOut {
-            prefixes
-                .iter()
-                .map(|p| (net(p), std::sync::Arc::new(RouteAttrs::default())))
-                .collect()
+        let table = |prefixes: &[&str]| -> Arc<AdjRibOut> {
+            Arc::new(
+                prefixes
+                    .iter()
+                    .map(|p| (net(p), Arc::new(RouteAttrs::default())))
+                    .collect(),
+            )
         };
-        let peers: BTreeMap<String, AdjRibOut> = [
+        let peers: BTreeMap<String, Arc<AdjRibOut>> = [
             // An aggregate covering .5 but not .130, and a host route.
             (
                 "agg".to_string(),

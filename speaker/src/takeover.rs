@@ -58,10 +58,7 @@ mod tests {
     use crate::world::ServiceKey;
 
     fn svc(name: &str) -> ServiceKey {
-        ServiceKey {
-            namespace: "default".into(),
-            name: name.into(),
-        }
+        ServiceKey::new("default", name)
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::bgp::config::{CommunityValue, Peer};
 use ferrolb_crds::annotations;
 use ferrolb_crds::selector::Selectors;
-use ferrolb_crds::validate::{PoolCheck, Problem};
+use ferrolb_crds::validate::{ParsedPool, PoolCheck, Problem};
 use ferrolb_crds::{BGPAdvertisement, IPAddressPool, L2Advertisement};
 use k8s_openapi::api::core::v1::{Node as KubeNode, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -30,34 +30,86 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 type Labels = BTreeMap<String, String>;
 
-/// A Service's identity: `namespace/name`. Shared strings: the key is copied into every
-/// decision about the Service (announcements, reasons, status), and with tens of
-/// thousands of Services those copies must not each allocate.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A Service's identity: `namespace/name`. One shared string: the key is copied into
+/// every decision about the Service (announcements, reasons, status), and with tens of
+/// thousands of Services those copies must not each allocate, nor cost two pointers each.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceKey {
-    pub namespace: Arc<str>,
-    pub name: Arc<str>,
+    /// `namespace/name`; the namespace ends at the first `/` (a Kubernetes namespace
+    /// cannot hold one).
+    full: Arc<str>,
 }
 
 impl ServiceKey {
     pub fn new(namespace: impl AsRef<str>, name: impl AsRef<str>) -> ServiceKey {
-        ServiceKey {
-            namespace: namespace.as_ref().into(),
-            name: name.as_ref().into(),
-        }
+        let mut buf = String::new();
+        ServiceKey::from(service_path(&mut buf, namespace.as_ref(), name.as_ref()))
     }
+
+    fn split(&self) -> (&str, &str) {
+        self.full.split_once('/').unwrap_or((&self.full, ""))
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.split().0
+    }
+
+    pub fn name(&self) -> &str {
+        self.split().1
+    }
+
+    /// `namespace/name`.
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+}
+
+impl Default for ServiceKey {
+    fn default() -> ServiceKey {
+        ServiceKey::new("", "")
+    }
+}
+
+/// Maps keyed by Service can be searched with a `namespace/name` string, which needs no
+/// new shared string per search (keys sort, hash and compare as that string).
+impl std::borrow::Borrow<str> for ServiceKey {
+    fn borrow(&self) -> &str {
+        &self.full
+    }
+}
+
+impl From<&str> for ServiceKey {
+    /// From `namespace/name`.
+    fn from(full: &str) -> ServiceKey {
+        ServiceKey { full: full.into() }
+    }
+}
+
+/// Writes `namespace/name` into `buf`, to search a map keyed by [`ServiceKey`].
+pub fn service_path<'b>(buf: &'b mut String, namespace: &str, name: &str) -> &'b str {
+    buf.clear();
+    buf.push_str(namespace);
+    buf.push('/');
+    buf.push_str(name);
+    buf
 }
 
 /// Written as `namespace/name`, as people read it (the report's keys).
 impl serde::Serialize for ServiceKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(&self.full)
     }
 }
 
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+        f.write_str(&self.full)
+    }
+}
+
+impl fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.full, f)
     }
 }
 
@@ -103,32 +155,54 @@ impl Node {
 /// One endpoint of a Service: where it runs and whether it can take traffic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Endpoint {
-    pub node: Option<String>,
+    /// Shared by every endpoint on the node ([`Interner`]).
+    pub node: Option<Arc<str>>,
     pub serving: bool,
+}
+
+/// Hands out one shared string per distinct value: tens of thousands of endpoints name
+/// a handful of nodes, and Services a handful of pools.
+#[derive(Debug, Default)]
+pub struct Interner(std::collections::HashSet<Arc<str>>);
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = s.into();
+        self.0.insert(shared.clone());
+        shared
+    }
 }
 
 /// The Service an EndpointSlice belongs to, from its namespace and its
 /// `kubernetes.io/service-name` label.
 pub fn slice_service(slice: &EndpointSlice) -> Option<ServiceKey> {
-    let namespace = slice.metadata.namespace.clone().unwrap_or_default();
+    let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
     let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-    (!name.is_empty()).then(|| ServiceKey::new(namespace, name.clone()))
+    (!name.is_empty()).then(|| ServiceKey::new(namespace, name))
 }
 
-/// The endpoints of one EndpointSlice.
-pub fn slice_endpoints(slice: &EndpointSlice) -> Vec<Endpoint> {
+/// The endpoints of one EndpointSlice, their node names taken from `nodes`.
+pub fn slice_endpoints(slice: &EndpointSlice, nodes: &mut Interner) -> Vec<Endpoint> {
     slice
         .endpoints
         .iter()
         .map(|e| {
-            let c = e.conditions.clone().unwrap_or_default();
+            let c = e.conditions.as_ref();
             // MetalLB's reading: ready unset or true, or explicitly serving. A terminating
             // pod that still serves keeps the IP announced while it drains. An unset
             // `serving` beside `ready: false` is not taken as serving: writers older than
             // the `serving` field set only `ready`, and there `false` means not ready.
-            let can_serve = c.ready != Some(false) || c.serving == Some(true);
+            let can_serve =
+                c.and_then(|c| c.ready) != Some(false) || c.and_then(|c| c.serving) == Some(true);
             Endpoint {
-                node: e.node_name.clone().filter(|n| !n.is_empty()),
+                node: e
+                    .node_name
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .map(|n| nodes.get(n)),
                 // An endpoint without an address cannot take traffic (the API requires
                 // one; a standalone file might omit it).
                 serving: can_serve && !e.addresses.is_empty(),
@@ -137,28 +211,43 @@ pub fn slice_endpoints(slice: &EndpointSlice) -> Vec<Endpoint> {
         .collect()
 }
 
-/// Every slice's endpoints, grouped by Service. Slices without a service label are
-/// skipped: nothing routes to them.
+/// Every slice's endpoints, grouped by Service and sorted by key (search it with
+/// [`service_path`]). Slices without a service label are skipped: nothing routes to them.
 pub fn endpoints_by_service<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
-) -> BTreeMap<ServiceKey, Vec<Endpoint>> {
-    let mut out: BTreeMap<ServiceKey, Vec<Endpoint>> = BTreeMap::new();
-    for s in slices {
-        if let Some(key) = slice_service(s) {
-            out.entry(key).or_default().extend(slice_endpoints(s));
+) -> Vec<(ServiceKey, Vec<Endpoint>)> {
+    let mut nodes = Interner::default();
+    let mut out: Vec<(ServiceKey, Vec<Endpoint>)> = slices
+        .into_iter()
+        .filter_map(|s| Some((slice_service(s)?, slice_endpoints(s, &mut nodes))))
+        .collect();
+    // A sorted list rather than a map filled one key at a time: fewer allocations,
+    // and the snapshot takes each Service's list out of it.
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.dedup_by(|later, first| {
+        if later.0 != first.0 {
+            return false;
         }
+        first.1.append(&mut later.1);
+        true
+    });
+    for (_, eps) in &mut out {
+        eps.shrink_to_fit();
     }
     out
 }
+
+/// Addresses of a Service: nearly always one, kept inline.
+pub type Ips = smallvec::SmallVec<[IpAddr; 1]>;
 
 /// A Service with assigned addresses, as the election sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceInfo {
     pub key: ServiceKey,
     /// In `status.loadBalancer.ingress` order: the first decides the leader.
-    pub ips: Vec<IpAddr>,
-    /// The pool the addresses belong to.
-    pub pool: String,
+    pub ips: Ips,
+    /// The pool the addresses belong to (shared by its Services); empty: none.
+    pub pool: Arc<str>,
     pub labels: Labels,
     /// `spec.externalTrafficPolicy: Local`: only nodes with a serving endpoint qualify.
     pub external_traffic_policy_local: bool,
@@ -167,29 +256,51 @@ pub struct ServiceInfo {
     pub endpoints: Vec<Endpoint>,
 }
 
+/// The valid pools, each with its name as one shared string.
+pub struct PoolNames<'a>(Vec<(Arc<str>, &'a ParsedPool)>);
+
+impl<'a> PoolNames<'a> {
+    pub fn new(check: &'a PoolCheck) -> PoolNames<'a> {
+        PoolNames(
+            check
+                .valid
+                .values()
+                .map(|p| (Arc::from(p.name.as_str()), p))
+                .collect(),
+        )
+    }
+
+    /// The name of the pool holding `ip`; empty when none does.
+    fn holding(&self, ip: &IpAddr) -> Arc<str> {
+        self.0
+            .iter()
+            .find(|(_, p)| p.contains(ip))
+            .map(|(name, _)| name.clone())
+            .unwrap_or_else(|| Arc::from(""))
+    }
+}
+
 impl ServiceInfo {
     /// Reads a Kubernetes Service. The pool is the valid pool that contains the first
     /// address, whatever the `ip-allocated-from-pool` annotation says: an address no pool
     /// contains any more must not be announced, and an empty pool name matches no
     /// advertisement. Which Services the speaker handles at all (type, load balancer
-    /// class) is the caller's choice.
-    pub fn from_service(svc: &Service, pools: &PoolCheck, endpoints: Vec<Endpoint>) -> ServiceInfo {
+    /// class) is the caller's choice. `key` is the Service's own.
+    pub fn from_service(
+        key: ServiceKey,
+        svc: &Service,
+        pools: &PoolNames,
+        endpoints: Vec<Endpoint>,
+    ) -> ServiceInfo {
         let meta = &svc.metadata;
-        let mut ips = ferrolb_crds::service::ingress_ips(svc);
-        // Kept for the Service's life, once per Service: no spare room.
-        ips.shrink_to_fit();
-        let pool = ips
-            .first()
-            .and_then(|ip| pools.valid.values().find(|p| p.contains(ip)))
-            .map(|p| p.name.clone())
-            .unwrap_or_default();
+        let ips: Ips = ferrolb_crds::service::ingress_ips(svc)
+            .into_iter()
+            .collect();
+        let pool = ips.first().map(|ip| pools.holding(ip)).unwrap_or_default();
         let empty = BTreeMap::new();
         let notes = meta.annotations.as_ref().unwrap_or(&empty);
         ServiceInfo {
-            key: ServiceKey::new(
-                meta.namespace.clone().unwrap_or_default(),
-                meta.name.clone().unwrap_or_default(),
-            ),
+            key,
             ips,
             pool,
             labels: meta.labels.clone().unwrap_or_default(),
@@ -502,7 +613,8 @@ mod tests {
                 kube_ep(None, Some(true), None),
             ],
         );
-        let eps = slice_endpoints(&s);
+        let mut nodes = Interner::default();
+        let eps = slice_endpoints(&s, &mut nodes);
         let serving: Vec<_> = eps.iter().map(|e| e.serving).collect();
         assert_eq!(serving, [true, true, true, false, false, true, true]);
         assert_eq!(eps[0].node.as_deref(), Some("n1"));
@@ -514,15 +626,21 @@ mod tests {
     fn endpoints_group_by_service_label() {
         let slices = [
             slice("a", Some("web"), vec![kube_ep(Some("n1"), None, None)]),
-            slice("a", Some("web"), vec![kube_ep(Some("n2"), None, None)]),
+            slice("a", Some("web"), vec![kube_ep(Some("n1"), None, None)]),
             slice("b", Some("web"), vec![kube_ep(Some("n3"), None, None)]),
             slice("a", None, vec![kube_ep(Some("n4"), None, None)]),
             slice("a", Some(""), vec![kube_ep(Some("n4"), None, None)]),
         ];
         let by = endpoints_by_service(&slices);
-        assert_eq!(by.len(), 2);
-        assert_eq!(by[&ServiceKey::new("a", "web")].len(), 2);
-        assert_eq!(by[&ServiceKey::new("b", "web")].len(), 1);
+        let keys: Vec<_> = by.iter().map(|(k, eps)| (k.as_str(), eps.len())).collect();
+        assert_eq!(keys, [("a/web", 2), ("b/web", 1)]);
+        assert!(
+            Arc::ptr_eq(
+                by[0].1[0].node.as_ref().unwrap(),
+                by[0].1[1].node.as_ref().unwrap()
+            ),
+            "one string per node name"
+        );
         assert_eq!(ServiceKey::new("a", "web").to_string(), "a/web");
     }
 
@@ -580,17 +698,19 @@ mod tests {
             node: Some("n1".into()),
             serving: true,
         }];
-        let info = ServiceInfo::from_service(&svc, &check, eps.clone());
+        let pool_names = PoolNames::new(&check);
+        let info =
+            ServiceInfo::from_service(ServiceKey::new("ns", "web"), &svc, &pool_names, eps.clone());
         assert_eq!(info.key, ServiceKey::new("ns", "web"));
         assert_eq!(
-            info.ips,
+            info.ips.as_slice(),
             [
                 "2001:db8:51::201".parse::<IpAddr>().unwrap(),
                 "198.51.100.201".parse().unwrap()
             ]
         );
         // The pool that holds the address, not the annotation.
-        assert_eq!(info.pool, "lan");
+        assert_eq!(&*info.pool, "lan");
         assert!(info.sharing && info.external_traffic_policy_local);
         assert_eq!(info.labels, labels(&[("app", "web")]));
         assert_eq!(info.endpoints, eps);
@@ -610,8 +730,9 @@ mod tests {
             }),
             ..Default::default()
         };
-        let info = ServiceInfo::from_service(&bare, &check, vec![]);
-        assert_eq!(info.pool, "", "an address outside every pool has no pool");
+        let info =
+            ServiceInfo::from_service(ServiceKey::new("ns", "bare"), &bare, &pool_names, vec![]);
+        assert_eq!(&*info.pool, "", "an address outside every pool has no pool");
         assert!(!info.sharing && !info.external_traffic_policy_local);
     }
 

@@ -154,7 +154,10 @@ fn ribs(w: &World, node: &str) -> (BTreeMap<String, AdjRibOut>, Vec<String>) {
     let a = announcements(w, node, &all_live(w));
     let p = plan(w, node, &a.bgp);
     (
-        p.peers,
+        p.peers
+            .into_iter()
+            .map(|(name, rib)| (name, (*rib).clone()))
+            .collect(),
         p.problems
             .iter()
             .map(|p| format!("{} {}", p.reason, p))
@@ -186,7 +189,7 @@ mod rules {
         for n in ["node1", "node2", "node3"] {
             let a = announcements(&w, n, &live);
             assert_eq!(a.bgp.len(), 2, "{n}");
-            assert_eq!(a.bgp[&ip("203.0.113.5")].services, vec![key("web")]);
+            assert_eq!(a.bgp[&ip("203.0.113.5")].services.as_slice(), [key("web")]);
             assert!(a.bgp_reasons.is_empty());
             // Each family to the peer of that family.
             let (r, problems) = ribs(&w, n);
@@ -313,6 +316,23 @@ mod rules {
         assert!(r["router"].is_empty(), "a session with nothing to send");
         let (r, _) = ribs(&w, "node3");
         assert_eq!(prefixes(&r["tor2"]), ["203.0.113.5/32"]);
+    }
+
+    #[test]
+    fn peers_with_the_same_routes_share_one_table() {
+        let w = world(
+            three_nodes(),
+            vec![svc("web", &["203.0.113.5"]), svc("api", &["203.0.113.6"])],
+            vec![ad("all")],
+            vec![peer("tor1", "198.51.100.1"), peer("tor2", "198.51.100.2")],
+        );
+        let a = announcements(&w, "node1", &all_live(&w));
+        let p = plan(&w, "node1", &a.bgp);
+        assert_eq!(
+            prefixes(&p.peers["tor1"]),
+            ["203.0.113.5/32", "203.0.113.6/32"]
+        );
+        assert!(std::sync::Arc::ptr_eq(&p.peers["tor1"], &p.peers["tor2"]));
     }
 
     #[test]
@@ -496,7 +516,7 @@ mod properties {
         let services: Vec<ServiceInfo> = (0..r.below(8))
             .map(|i| {
                 let mut s = svc(&format!("s{i}"), &[]);
-                s.pool = r.pick(&["bgp", "other"]).to_string();
+                s.pool = (*r.pick(&["bgp", "other"])).into();
                 if r.chance(90) {
                     s.ips
                         .push(IpAddr::V4(Ipv4Addr::new(203, 0, 113, r.below(256) as u8)));
@@ -508,7 +528,7 @@ mod properties {
                 s.external_traffic_policy_local = r.chance(40);
                 s.endpoints = (0..r.below(4))
                     .map(|_| Endpoint {
-                        node: r.chance(90).then(|| r.pick(&NODE_NAMES).to_string()),
+                        node: r.chance(90).then(|| (*r.pick(&NODE_NAMES)).into()),
                         serving: r.chance(80),
                     })
                     .collect();
@@ -590,7 +610,7 @@ mod properties {
             .any(|e| e.serving && e.node.as_deref() == Some(node));
         let serving_anywhere = s.endpoints.iter().any(|e| e.serving);
         let selected = w.bgp_ads.iter().any(|a| {
-            a.pools.contains(&s.pool)
+            a.pools.contains(&*s.pool)
                 && a.service_selectors.matches_or_empty(&s.labels)
                 && a.node_selectors.matches_or_empty(&n.labels)
         });

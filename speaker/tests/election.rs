@@ -560,7 +560,7 @@ mod properties {
         let count = if r.chance(10) { 0 } else { 1 + r.below(3) };
         (0..count)
             .map(|_| Endpoint {
-                node: r.chance(90).then(|| r.pick(&NODE_NAMES[..]).to_string()),
+                node: r.chance(90).then(|| (*r.pick(&NODE_NAMES[..])).into()),
                 serving: r.chance(80),
             })
             .collect()
@@ -617,7 +617,7 @@ mod properties {
         for i in 0..r.below(8) {
             let ips: Vec<&str> = (0..1 + r.below(3)).map(|_| *r.pick(&addrs)).collect();
             let mut s = svc(&format!("s{i}"), &ips);
-            s.pool = r.pick(&["p1", "p2"]).to_string();
+            s.pool = (*r.pick(&["p1", "p2"])).into();
             s.sharing = r.chance(70);
             s.external_traffic_policy_local = r.chance(40);
             s.endpoints = random_endpoints(r);

@@ -354,8 +354,11 @@ async fn snapshot_from_the_listed_objects() {
     // Only the Service of this speaker's class, with its endpoints and pool.
     assert_eq!(snap.world.services.keys().collect::<Vec<_>>(), vec![&web()]);
     let svc = &snap.world.services[&web()];
-    assert_eq!(svc.ips, vec!["192.0.2.10".parse::<IpAddr>().unwrap()]);
-    assert_eq!(svc.pool, "lan");
+    assert_eq!(
+        svc.ips.as_slice(),
+        ["192.0.2.10".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(&*svc.pool, "lan");
     assert_eq!(svc.endpoints.len(), 1);
     assert_eq!(svc.endpoints[0].node.as_deref(), Some("n1"));
     assert!(svc.endpoints[0].serving);
@@ -577,7 +580,7 @@ fn announced_over_bgp() -> (Announcements, Plan) {
     )]
     .into();
     let plan = Plan {
-        peers: [("router".to_string(), table)].into(),
+        peers: [("router".to_string(), Arc::new(table))].into(),
         problems: Vec::new(),
         conflicts: vec![Conflict {
             ads: vec!["a".into(), "b".into()],

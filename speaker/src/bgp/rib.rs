@@ -78,7 +78,8 @@ impl serde::Serialize for Prefixes {
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     /// By BGPPeer name: every peer this node holds a session with, even with no routes.
-    pub peers: BTreeMap<String, AdjRibOut>,
+    /// Shared with the sessions, and between peers that get the same routes.
+    pub peers: BTreeMap<String, Arc<AdjRibOut>>,
     /// Advertisements left out (a community that does not resolve) and prefixes not sent
     /// (conflicting LOCAL_PREF). The same on every node that announces the same things.
     pub problems: Vec<Problem>,
@@ -101,13 +102,13 @@ pub struct Conflict {
 /// empty set.
 pub fn peers_by_ip(
     announced: &BTreeMap<IpAddr, BgpAnnouncement>,
-    peers: &BTreeMap<String, AdjRibOut>,
+    peers: &BTreeMap<String, Arc<AdjRibOut>>,
 ) -> BTreeMap<IpAddr, BTreeSet<String>> {
     // Lookups by the prefix lengths each table uses (one or two in practice) rather
     // than a scan: tables can hold tens of thousands of prefixes.
     let lengths: Vec<(&String, &AdjRibOut, BTreeSet<u8>)> = peers
         .iter()
-        .map(|(name, rib)| (name, rib, rib.keys().map(IpNet::prefix_len).collect()))
+        .map(|(name, rib)| (name, &**rib, rib.keys().map(IpNet::prefix_len).collect()))
         .collect();
     announced
         .keys()
@@ -255,7 +256,16 @@ pub fn plan(world: &World, my_node: &str, announced: &BTreeMap<IpAddr, BgpAnnoun
             };
             rib.push((p, attrs));
         }
-        peers.insert(peer.name.clone(), rib.into_iter().collect());
+        let rib: AdjRibOut = rib.into_iter().collect();
+        // Peers given the same routes (two routers of a pair, usually) share one table.
+        let rib = match peers
+            .values()
+            .find(|other: &&Arc<AdjRibOut>| ***other == rib)
+        {
+            Some(same) => Arc::clone(same),
+            None => Arc::new(rib),
+        };
+        peers.insert(peer.name.clone(), rib);
     }
     let mut conflicted = Vec::new();
     for ((p, ads), to) in conflicts {

@@ -220,6 +220,22 @@ fn only(rib: &AdjRibOut, families: &[Family]) -> AdjRibOut {
         .collect()
 }
 
+/// [`only`], sharing the table when all of it is of those families (the usual case:
+/// a session carrying every family the table holds).
+fn only_shared(rib: &Arc<AdjRibOut>, families: &[Family]) -> Arc<AdjRibOut> {
+    // Tables sort IPv4 before IPv6: the ends tell which families one holds.
+    let ends = [rib.keys().next(), rib.keys().next_back()];
+    if ends
+        .into_iter()
+        .flatten()
+        .all(|p| families.contains(&family_of(p)))
+    {
+        Arc::clone(rib)
+    } else {
+        Arc::new(only(rib, families))
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // One session
 
@@ -290,9 +306,10 @@ struct Session {
     extra: Option<Link>,
     next_conn: u64,
     io_tx: mpsc::Sender<(u64, Io)>,
-    rib: watch::Receiver<AdjRibOut>,
-    /// What the peer holds from us (on the main link, while Established).
-    sent: AdjRibOut,
+    rib: watch::Receiver<Arc<AdjRibOut>>,
+    /// What the peer holds from us (on the main link, while Established); usually the
+    /// very table the plan made.
+    sent: Arc<AdjRibOut>,
     /// `sent` changed since the status was last published (its prefix list is rebuilt
     /// only then: tables can be large, keepalives are frequent).
     sent_changed: bool,
@@ -409,7 +426,7 @@ impl Session {
             }
             Action::Up(n) => {
                 self.counts.established += 1;
-                self.sent.clear();
+                self.sent = Arc::default();
                 self.sent_changed = true;
                 self.unsendable.clear();
                 info!(
@@ -420,7 +437,7 @@ impl Session {
             Action::Down(reason) => {
                 warn!(peer = %self.spec.name, address = %peer, "BGP session down: {reason}");
                 self.counts.last_down = Some(reason.to_string());
-                self.sent.clear();
+                self.sent = Arc::default();
                 self.sent_changed = true;
                 self.unsendable.clear();
             }
@@ -432,11 +449,18 @@ impl Session {
                     return;
                 }
                 let rib = self.rib.borrow().clone();
-                let wanted: AdjRibOut = only(&self.sent, &self.other_families(&families))
-                    .into_iter()
-                    .chain(only(&rib, &families))
-                    .collect();
-                self.send_diff(RibDiff::full(&only(&rib, &families)), wanted);
+                let ours = only_shared(&rib, &families);
+                let kept = only(&self.sent, &self.other_families(&families));
+                let wanted = if kept.is_empty() {
+                    Arc::clone(&ours)
+                } else {
+                    Arc::new(
+                        kept.into_iter()
+                            .chain(ours.iter().map(|(p, a)| (*p, a.clone())))
+                            .collect(),
+                    )
+                };
+                self.send_diff(RibDiff::full(&ours), wanted);
                 if end_of_rib {
                     for u in rib::end_of_rib(&families) {
                         self.send_update(u);
@@ -481,7 +505,7 @@ impl Session {
 
     /// Sends `d` and records `wanted` (less what could not be sent) as what the peer
     /// holds.
-    fn send_diff(&mut self, d: RibDiff, mut wanted: AdjRibOut) {
+    fn send_diff(&mut self, d: RibDiff, mut wanted: Arc<AdjRibOut>) {
         let Some(params) = self.params() else { return };
         let start = std::time::Instant::now();
         let ups = rib::updates(&d, &params);
@@ -499,7 +523,7 @@ impl Session {
         });
         for (p, why) in ups.unsendable {
             warn!(peer = %self.spec.name, "{p} not sent: {why}");
-            wanted.remove(&p);
+            Arc::make_mut(&mut wanted).remove(&p);
             self.unsendable.push(format!("{p} ({why})"));
         }
         self.sent = wanted;
@@ -528,7 +552,7 @@ impl Session {
         let Some(n) = self.main.fsm.negotiated() else {
             return;
         };
-        let wanted = only(&self.rib.borrow_and_update(), &n.families);
+        let wanted = only_shared(&self.rib.borrow_and_update(), &n.families);
         let d = rib::diff(&self.sent, &wanted);
         if !d.is_empty() {
             debug!(peer = %self.spec.name, withdraw = d.withdraw.len(), announce = d.announce.len(), "sending changes");
@@ -948,7 +972,7 @@ fn same_but_bfd(a: &SessionSpec, b: &SessionSpec) -> bool {
 async fn run_session(
     spec: SessionSpec,
     (hub, mut profile): (Arc<bfd::driver::Hub>, watch::Receiver<Option<bfd::Profile>>),
-    rib: watch::Receiver<AdjRibOut>,
+    rib: watch::Receiver<Arc<AdjRibOut>>,
     mut incoming: mpsc::UnboundedReceiver<TcpStream>,
     stop: oneshot::Receiver<Stop>,
     status: Arc<Mutex<SessionStatus>>,
@@ -989,7 +1013,7 @@ async fn run_session(
         next_conn: 0,
         io_tx,
         rib,
-        sent: AdjRibOut::new(),
+        sent: Arc::default(),
         sent_changed: true,
         unsendable: Vec::new(),
         closing: Vec::new(),
@@ -1049,7 +1073,7 @@ struct Running {
     spec: SessionSpec,
     /// The BFD profile, changed without restarting the BGP session.
     bfd: watch::Sender<Option<bfd::Profile>>,
-    rib: watch::Sender<AdjRibOut>,
+    rib: watch::Sender<Arc<AdjRibOut>>,
     incoming: mpsc::UnboundedSender<TcpStream>,
     stop: oneshot::Sender<Stop>,
     status: Arc<Mutex<SessionStatus>>,
@@ -1127,7 +1151,7 @@ impl Manager {
     pub fn reconcile(
         &mut self,
         wanted: &BTreeMap<String, SessionSpec>,
-        ribs: &BTreeMap<String, AdjRibOut>,
+        ribs: &BTreeMap<String, Arc<AdjRibOut>>,
     ) {
         // A new BFD profile alone changes the BFD session's timers (or starts or stops
         // it): BGP stays up.
@@ -1158,7 +1182,7 @@ impl Manager {
                     r.bfd.send_replace(spec.config.bfd.clone());
                 }
                 r.rib.send_if_modified(|cur| {
-                    if *cur == rib {
+                    if Arc::ptr_eq(cur, &rib) || **cur == *rib {
                         false
                     } else {
                         *cur = rib;
@@ -1449,7 +1473,7 @@ mod tests {
         let table = rib(&["203.0.113.5/32", "2001:db8:113::5/128"]);
         node.reconcile(
             &[("router".into(), node_spec.clone())].into(),
-            &[("router".into(), table.clone())].into(),
+            &[("router".into(), Arc::new(table.clone()))].into(),
         );
         let up = wait_for(&node, "Established with the table sent", |s| {
             s.state == "Established" && s.advertised.len() == 2
@@ -1480,7 +1504,7 @@ mod tests {
         let changed = rib(&["203.0.113.6/32", "2001:db8:113::5/128"]);
         node.reconcile(
             &[("router".into(), node_spec)].into(),
-            &[("router".into(), changed)].into(),
+            &[("router".into(), Arc::new(changed))].into(),
         );
         let s = wait_for(&node, "the change", |s| {
             s.advertised.first().map(IpNet::to_string).as_deref() == Some("203.0.113.6/32")
@@ -1523,11 +1547,11 @@ mod tests {
         let sb = spec("a", 64500, 64512, [192, 0, 2, 1], pa, false);
         a.reconcile(
             &[("b".into(), sa)].into(),
-            &[("b".into(), rib(&["203.0.113.5/32"]))].into(),
+            &[("b".into(), Arc::new(rib(&["203.0.113.5/32"])))].into(),
         );
         b.reconcile(
             &[("a".into(), sb)].into(),
-            &[("a".into(), rib(&["203.0.113.6/32"]))].into(),
+            &[("a".into(), Arc::new(rib(&["203.0.113.6/32"])))].into(),
         );
         let up = |s: &SessionStatus| s.state == "Established" && s.advertised.len() == 1;
         wait_for(&a, "a Established", up).await;

@@ -224,8 +224,11 @@ endpoints: [{addresses: [10.244.1.5], nodeName: node1, conditions: {ready: true}
         );
         assert_eq!(snap.world.services.len(), 1, "only this class");
         let web = snap.world.services.values().next().unwrap();
-        assert_eq!(web.ips, vec!["198.51.100.200".parse::<IpAddr>().unwrap()]);
-        assert_eq!(web.pool, "lan");
+        assert_eq!(
+            web.ips.as_slice(),
+            ["198.51.100.200".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(&*web.pool, "lan");
         assert_eq!(web.endpoints.len(), 1);
         assert!(snap.world.nodes["node1"].ready);
         assert_eq!(snap.world.l2_ads.len(), 1);

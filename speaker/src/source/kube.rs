@@ -730,8 +730,8 @@ impl<O: StatusObject> StatusWriter<O> {
             let reference = ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Service".into()),
-                namespace: Some(note.service.namespace.to_string()),
-                name: Some(note.service.name.to_string()),
+                namespace: Some(note.service.namespace().to_string()),
+                name: Some(note.service.name().to_string()),
                 uid: uids.get(&note.service).cloned(),
                 ..Default::default()
             };

@@ -37,7 +37,7 @@ pub struct Snapshot {
 pub fn snapshot(inputs: &Inputs, lb_class: Option<&str>, mut problems: Vec<String>) -> Snapshot {
     let pools = check_pools(&inputs.pools);
     problems.extend(pools.problems.iter().map(Problem::to_string));
-    let endpoints = world::endpoints_by_service(&inputs.endpoint_slices);
+    let mut endpoints = world::endpoints_by_service(&inputs.endpoint_slices);
     let mut w = World::default();
     let mut node_addresses = BTreeMap::new();
     for n in &inputs.nodes {
@@ -56,20 +56,36 @@ pub fn snapshot(inputs: &Inputs, lb_class: Option<&str>, mut problems: Vec<Strin
         w.insert_node(node);
     }
     // In one go rather than one insert at a time, which would leave the map's nodes half
-    // full: with tens of thousands of Services that is megabytes. The last of two
-    // Services with the same key wins, as with inserts.
-    w.services = inputs
+    // full: with tens of thousands of Services that is megabytes. Each Service takes its
+    // endpoints, and the key they were filed under, out of the list; of two Services with
+    // the same key the last wins, as with inserts, so the list is walked from the end
+    // (the last one takes the endpoints) and the result put back in order.
+    let pool_names = world::PoolNames::new(&pools);
+    let mut path = String::new();
+    let mut services: Vec<(world::ServiceKey, ServiceInfo)> = inputs
         .services
         .iter()
+        .rev()
         .filter(|svc| handles(svc, lb_class))
         .map(|svc| {
-            let key = world::ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any());
-            let eps = endpoints.get(&key).cloned().unwrap_or_default();
-            let info = ServiceInfo::from_service(svc, &pools, eps);
-            // The map's key shares the Service's strings.
-            (info.key.clone(), info)
+            let path = world::service_path(
+                &mut path,
+                svc.metadata.namespace.as_deref().unwrap_or_default(),
+                svc.metadata.name.as_deref().unwrap_or_default(),
+            );
+            let (key, eps) = match endpoints.binary_search_by(|(k, _)| k.as_str().cmp(path)) {
+                Ok(i) => (endpoints[i].0.clone(), std::mem::take(&mut endpoints[i].1)),
+                Err(_) => (world::ServiceKey::from(path), Vec::new()),
+            };
+            (
+                key.clone(),
+                ServiceInfo::from_service(key, svc, &pool_names, eps),
+            )
         })
         .collect();
+    drop(endpoints);
+    services.reverse();
+    w.services = services.into_iter().collect();
     let labels = world::pool_labels(&inputs.pools);
     for ad in &inputs.l2_advertisements {
         match L2Ad::from_crd(ad, &labels) {
@@ -180,5 +196,80 @@ spec: {ipAddressPools: [bgp], aggregationLength: 16}
                 .iter()
                 .any(|p| p.contains("in-vrf") && p.contains("VRF"))
         );
+    }
+
+    const SERVICES: &str = r#"
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lan, namespace: ferrolb-system}
+spec: {addresses: [198.51.100.0/24]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: a}
+spec: {type: LoadBalancer}
+status: {loadBalancer: {ingress: [{ip: 198.51.100.1}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: a-b}
+spec: {type: LoadBalancer}
+status: {loadBalancer: {ingress: [{ip: 198.51.100.3}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: a}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local}
+status: {loadBalancer: {ingress: [{ip: 198.51.100.2}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lonely, namespace: a}
+spec: {type: LoadBalancer}
+status: {loadBalancer: {ingress: [{ip: 198.51.100.4}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: a, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints: [{addresses: [192.0.2.1], nodeName: n1}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-2, namespace: a, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints: [{addresses: [192.0.2.2], nodeName: n1}]
+"#;
+
+    #[test]
+    fn services_take_their_endpoints_and_the_last_copy_wins() {
+        let mut inputs = Inputs::default();
+        inputs.parse(SERVICES, "services.yaml").unwrap();
+        let w = snapshot(&inputs, None, Vec::new()).world;
+        let keys: Vec<_> = w.services.keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["a-b/web", "a/lonely", "a/web"]);
+        let web = &w.services["a/web"];
+        assert_eq!(
+            web.ips.as_slice(),
+            ["198.51.100.2".parse::<IpAddr>().unwrap()]
+        );
+        assert!(web.external_traffic_policy_local, "the later copy");
+        assert_eq!(
+            web.endpoints.len(),
+            2,
+            "both slices, with the copy that stays"
+        );
+        assert!(std::sync::Arc::ptr_eq(
+            web.endpoints[0].node.as_ref().unwrap(),
+            web.endpoints[1].node.as_ref().unwrap()
+        ));
+        assert!(w.services["a/lonely"].endpoints.is_empty());
+        assert!(w.services["a-b/web"].endpoints.is_empty());
+        assert_eq!(&*web.pool, "lan");
+        assert!(std::sync::Arc::ptr_eq(
+            &web.pool,
+            &w.services["a/lonely"].pool
+        ));
+        assert_eq!((web.key.namespace(), web.key.name()), ("a", "web"));
     }
 }
