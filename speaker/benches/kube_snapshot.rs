@@ -118,6 +118,8 @@ fn main() {
     list([], Input::BgpAdvertisement, &mut st);
     list([], Input::BgpPeer, &mut st);
     list([], Input::Community, &mut st);
+    list([], Input::BfdProfile, &mut st);
+    list([], Input::Secret, &mut st);
     assert!(st.listed());
     let snap = st.snapshot();
     let loaded = began.elapsed();

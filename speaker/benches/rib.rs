@@ -85,7 +85,9 @@ fn peer(name: &str, address: IpAddr, peer_asn: u32) -> Peer {
             graceful_restart: false,
             passive: false,
             dual_stack: false,
+            bfd: None,
         },
+        bfd_profile: None,
     }
 }
 

@@ -6,6 +6,7 @@
 //! ([`l2::io`], [`l2::announcer`], [`plane`]), the sources, standalone directory or
 //! Kubernetes ([`source`]), and the main loop ([`run`]). BGP mode is in [`bgp`].
 
+pub mod bfd;
 pub mod bgp;
 pub mod cli;
 pub mod desired;

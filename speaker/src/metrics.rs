@@ -25,6 +25,8 @@
 //! | `ferrolb_bgp_announced_prefixes` | gauge | `peer` | prefixes the peer holds from this node |
 //! | `ferrolb_bgp_notifications_sent_total` | counter | `peer`, `code`, `subcode` | NOTIFICATIONs sent (RFC 4271 §4.5 numbers) |
 //! | `ferrolb_bgp_notifications_received_total` | counter | `peer`, `code`, `subcode` | NOTIFICATIONs received |
+//! | `ferrolb_speaker_bfd_session_up` | gauge | `peer` | 1 while the BFD session with the BGPPeer is Up (sessions with a BFD profile only) |
+//! | `ferrolb_speaker_bfd_session_downs_total` | counter | `peer` | times the BFD session went from Up to Down, each closing the BGP session |
 //!
 //! Layer2 counters are kept per interface for the life of the process: an interface
 //! whose announcer stops and starts again goes on counting. BGP series exist for the
@@ -481,6 +483,25 @@ fn encode_bgp(
             }),
         )?;
     }
+    let with_bfd: Vec<&SessionStatus> = sessions.iter().filter(|s| s.bfd.is_some()).collect();
+    if !with_bfd.is_empty() {
+        family(
+            encoder,
+            "ferrolb_speaker_bfd_session_up",
+            "1 while the BFD session with the peer is Up",
+            MetricType::Gauge,
+            with_bfd
+                .iter()
+                .map(|s| (peer(s), u64::from(s.bfd.as_deref() == Some("up")))),
+        )?;
+        family(
+            encoder,
+            "ferrolb_speaker_bfd_session_downs",
+            "Times the BFD session went from Up to Down (each closed the BGP session)",
+            MetricType::Counter,
+            with_bfd.iter().map(|s| (peer(s), s.bfd_downs)),
+        )?;
+    }
     Ok(())
 }
 
@@ -601,6 +622,45 @@ mod tests {
             Some(7.0),
             "{text}"
         );
+    }
+
+    #[test]
+    fn bfd_series_exist_for_sessions_with_bfd_only() {
+        let m = Metrics::new();
+        m.set_bgp(Some(Box::new(|| {
+            vec![
+                SessionStatus {
+                    peer: "plain".into(),
+                    ..SessionStatus::default()
+                },
+                SessionStatus {
+                    peer: "fast".into(),
+                    bfd: Some("up".into()),
+                    bfd_downs: 2,
+                    ..SessionStatus::default()
+                },
+                SessionStatus {
+                    peer: "lost".into(),
+                    bfd: Some("down".into()),
+                    ..SessionStatus::default()
+                },
+            ]
+        })));
+        let text = m.encode();
+        let get = |name: &str, peer: &str| sample(&text, &key(name, &[("peer", peer)]));
+        assert_eq!(get("ferrolb_speaker_bfd_session_up", "fast"), Some(1.0));
+        assert_eq!(get("ferrolb_speaker_bfd_session_up", "lost"), Some(0.0));
+        assert_eq!(
+            get("ferrolb_speaker_bfd_session_up", "plain"),
+            None,
+            "{text}"
+        );
+        assert_eq!(
+            get("ferrolb_speaker_bfd_session_downs_total", "fast"),
+            Some(2.0)
+        );
+        m.set_bgp(Some(Box::new(Vec::new)));
+        assert!(!m.encode().contains("bfd"), "no BFD session, no BFD series");
     }
 
     #[test]

@@ -100,6 +100,7 @@ fn session(address: &str, peer_asn: PeerAsn) -> SessionConfig {
         graceful_restart: false,
         passive: false,
         dual_stack: false,
+        bfd: None,
     }
 }
 
@@ -109,6 +110,7 @@ fn peer(name: &str, address: &str) -> Peer {
         name: name.into(),
         node_selectors: Selectors::default(),
         session: session(address, PeerAsn::Fixed(64500)),
+        bfd_profile: None,
     }
 }
 
@@ -117,6 +119,7 @@ fn ibgp(name: &str, address: &str) -> Peer {
         name: name.into(),
         node_selectors: Selectors::default(),
         session: session(address, PeerAsn::Fixed(MY_ASN)),
+        bfd_profile: None,
     }
 }
 

@@ -167,7 +167,16 @@ fn listed(path: &str) -> Option<Value> {
                 json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPPeer",
                         "metadata": {"namespace": NS, "name": "router", "uid": "uid-router", "resourceVersion": "4"},
                         "spec": {"myASN": 64512, "peerASN": 64513, "peerAddress": "198.51.100.1",
-                                 "passwordSecret": {"name": "router-md5"}}}),
+                                 "passwordSecret": {"name": "router-md5"}, "bfdProfile": "fast"}}),
+            ],
+        ),
+        p if p == crd("bfdprofiles") => list(
+            "ferrolb.io/v1beta1",
+            "BFDProfileList",
+            vec![
+                json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BFDProfile",
+                        "metadata": {"namespace": NS, "name": "fast", "resourceVersion": "4"},
+                        "spec": {"transmitInterval": 100, "receiveInterval": 100}}),
             ],
         ),
         p if p == crd("communities") => list(
@@ -377,6 +386,12 @@ async fn snapshot_from_the_listed_objects() {
         snap.world.bgp_peers["router"].session.password.as_deref(),
         Some("s3cret")
     );
+    // The BGPPeer's bfdProfile, from the listed BFDProfile.
+    let bfd = snap.world.bgp_peers["router"].session.bfd.as_ref();
+    assert_eq!(
+        bfd.map(|b| b.timers.desired_min_tx),
+        Some(std::time::Duration::from_millis(100))
+    );
     // Every kind was listed; FerroLB's in its namespace.
     let mut paths = Vec::new();
     let mut secret_queries = Vec::new();
@@ -398,6 +413,7 @@ async fn snapshot_from_the_listed_objects() {
         "bgpadvertisements",
         "bgppeers",
         "communities",
+        "bfdprofiles",
     ] {
         let p = format!("/apis/ferrolb.io/v1beta1/namespaces/{NS}/{plural}");
         assert!(paths.contains(&p), "{p} not listed: {paths:?}");

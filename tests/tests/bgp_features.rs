@@ -19,11 +19,12 @@ use ferrolb_tests::bgp::bird::Bird;
 use ferrolb_tests::bgp::exabgp::Exabgp;
 use ferrolb_tests::bgp::frr::Frr;
 use ferrolb_tests::bgp::gobgp::Gobgp;
+use ferrolb_tests::bgp::netns::Far;
 use ferrolb_tests::bgp::site::{self, NAMESPACE, NODE_AS, ROUTER_AS, Service, advertisement, peer};
 use ferrolb_tests::bgp::testbed::{
     LIMIT, POLL, Site, VIP, WEB_ROUTE, ip, pairs, ready, wait_routes, want, web,
 };
-use ferrolb_tests::bgp::{Net, RouterConfig, netns, run, wait_for};
+use ferrolb_tests::bgp::{RouterConfig, run, wait_for};
 use serde_json::json;
 
 /// The AS of the raw TCP peer of the malformed-message tests.
@@ -852,95 +853,6 @@ fn hold_timer_expiry_drops_the_session_with_a_frozen_router() {
     bird.wait_established(s.node(), LIMIT).unwrap();
 }
 
-/// A namespace `far` two hops from the speaker: host 1 → router namespace (forwarding)
-/// → far, on 203.0.113.252/30 (outside the Service addresses used here). Deleted on
-/// drop.
-struct Far {
-    ns: String,
-    addr: Ipv4Addr,
-}
-
-impl Far {
-    fn new(net: &Net) -> Far {
-        let ns = format!("{}-far", net.router.ns.trim_end_matches("-r"));
-        netns::delete_namespace(&ns);
-        run(&["ip", "netns", "add", &ns]).unwrap();
-        let far = Far {
-            ns,
-            addr: Ipv4Addr::new(203, 0, 113, 254),
-        };
-        let r = &net.router.ns;
-        let f = far.ns.as_str();
-        for argv in [
-            vec!["ip", "-n", f, "link", "set", "lo", "up"],
-            vec![
-                "ip", "-n", r, "link", "add", "xfar", "type", "veth", "peer", "name", "eth0",
-                "netns", f,
-            ],
-            vec![
-                "ip",
-                "-n",
-                r,
-                "addr",
-                "add",
-                "203.0.113.253/30",
-                "dev",
-                "xfar",
-            ],
-            vec!["ip", "-n", r, "link", "set", "xfar", "up"],
-            vec![
-                "ip",
-                "-n",
-                f,
-                "addr",
-                "add",
-                "203.0.113.254/30",
-                "dev",
-                "eth0",
-            ],
-            vec!["ip", "-n", f, "link", "set", "eth0", "up"],
-            vec![
-                "ip",
-                "-n",
-                f,
-                "route",
-                "add",
-                "default",
-                "via",
-                "203.0.113.253",
-            ],
-            vec![
-                "ip",
-                "-n",
-                &net.host(1).ns,
-                "route",
-                "add",
-                "203.0.113.252/30",
-                "via",
-                "198.51.100.1",
-            ],
-            vec![
-                "ip",
-                "netns",
-                "exec",
-                r,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
-            ],
-        ] {
-            run(&argv).unwrap();
-        }
-        far
-    }
-}
-
-impl Drop for Far {
-    fn drop(&mut self) {
-        netns::delete_namespace(&self.ns);
-    }
-}
-
 /// BIRD in `far`, multihop towards the speaker.
 fn far_bird(s: &Site, far: &Far) -> Bird {
     let cfg = RouterConfig::new(ROUTER_AS, far.addr, far.addr).neighbor(s.neighbor().multihop(2));
@@ -953,7 +865,7 @@ fn ebgp_multihop_reaches_a_router_two_hops_away_and_ttl_1_does_not() {
         return;
     }
     let mut s = Site::new("ft-mhop", 1);
-    let far = Far::new(&s.net);
+    let far = Far::new(&s.net).unwrap();
     let far_ip: IpAddr = far.addr.into();
     // Without ebgpMultiHop: TTL 1 never crosses the router namespace.
     s.configure(&[

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ferrolb_crds::bgp::DynamicAsn;
 use ferrolb_crds::selector::Selectors;
 use ferrolb_crds::validate::Problem;
-use ferrolb_crds::{BGPPeer, Community as CommunityCrd};
+use ferrolb_crds::{BFDProfile, BGPPeer, Community as CommunityCrd};
 use k8s_openapi::api::core::v1::Secret;
 use thiserror::Error;
 
@@ -74,6 +74,9 @@ pub struct SessionConfig {
     pub passive: bool,
     /// Open IPv4 and IPv6 unicast whatever the session's family.
     pub dual_stack: bool,
+    /// BFD with the peer, as the `BFDProfile` the BGPPeer names says (filled in by
+    /// [`resolve_bfd_profiles`]); `None`: no BFD, the hold timer alone detects failures.
+    pub bfd: Option<crate::bfd::Profile>,
 }
 
 impl SessionConfig {
@@ -116,12 +119,14 @@ pub struct Peer {
     /// Nodes that open this session; empty: every node.
     pub node_selectors: Selectors,
     pub session: SessionConfig,
+    /// The `bfdProfile` named, resolved into `session.bfd` when it exists.
+    pub bfd_profile: Option<String>,
 }
 
 impl Peer {
-    /// Resolves a `BGPPeer`. `Err` when the peer cannot be used at all; settings that
-    /// are ignored (a BFD profile) are pushed to `warnings` and the peer is kept.
-    pub fn from_crd(peer: &BGPPeer, warnings: &mut Vec<Problem>) -> Result<Peer, Problem> {
+    /// Resolves a `BGPPeer`. `Err` when the peer cannot be used at all. The BFD profile
+    /// is looked up later ([`resolve_bfd_profiles`]).
+    pub fn from_crd(peer: &BGPPeer) -> Result<Peer, Problem> {
         let name = peer.metadata.name.clone().unwrap_or_default();
         let s = &peer.spec;
         let problem = |reason: &'static str, message: String| Problem {
@@ -230,6 +235,7 @@ impl Peer {
             graceful_restart: s.enable_graceful_restart,
             passive: s.passive,
             dual_stack: s.dual_stack_address_family,
+            bfd: None,
         };
         if session.ebgp_multihop && session.is_ibgp() {
             return Err(problem(
@@ -261,18 +267,13 @@ impl Peer {
                 format!("vrf {vrf:?}: peering from a VRF is not supported; the peer is not used"),
             ));
         }
-        if let Some(profile) = &s.bfd_profile {
-            warnings.push(problem(
-                "Unsupported",
-                format!("bfdProfile {profile:?}: BFD is not supported yet; the session relies on its hold time"),
-            ));
-        }
         let node_selectors = Selectors::parse(&s.node_selectors)
             .map_err(|e| problem("InvalidSelector", format!("nodeSelectors: {e}")))?;
         Ok(Peer {
             name,
             node_selectors,
             session,
+            bfd_profile: s.bfd_profile.clone().filter(|p| !p.is_empty()),
         })
     }
 }
@@ -395,6 +396,56 @@ pub fn resolve_passwords(
     }
 }
 
+/// Gives every peer naming a `bfdProfile` the profile's BFD settings. A profile that
+/// does not exist leaves the peer without BFD (its hold time detects failures) and is
+/// reported, as is what a profile asks for that is not supported (echo mode) or out
+/// of range.
+pub fn resolve_bfd_profiles(
+    peers: &mut BTreeMap<String, Peer>,
+    profiles: &[BFDProfile],
+    problems: &mut Vec<Problem>,
+) {
+    let mut by_name: BTreeMap<&str, &BFDProfile> = BTreeMap::new();
+    for p in profiles {
+        if let Some(name) = p.metadata.name.as_deref() {
+            by_name.entry(name).or_insert(p);
+        }
+    }
+    let mut warned: BTreeMap<&str, ()> = BTreeMap::new();
+    for peer in peers.values_mut() {
+        let Some(name) = peer.bfd_profile.as_deref() else {
+            continue;
+        };
+        let Some(crd) = by_name.get(name) else {
+            peer.session.bfd = None;
+            problems.push(Problem {
+                kind: "BGPPeer",
+                name: peer.name.clone(),
+                reason: "MissingBFDProfile",
+                message: format!(
+                    "bfdProfile {name:?} does not exist; the session runs without BFD and relies on its hold time"
+                ),
+            });
+            continue;
+        };
+        let mut warnings = Vec::new();
+        peer.session.bfd = Some(crate::bfd::Profile::from_crd(
+            name,
+            &crd.spec,
+            &mut warnings,
+        ));
+        // Once per profile, however many peers use it.
+        if warned.insert(name, ()).is_none() {
+            problems.extend(warnings.into_iter().map(|w| Problem {
+                kind: "BFDProfile",
+                name: name.to_string(),
+                reason: "Unsupported",
+                message: w,
+            }));
+        }
+    }
+}
+
 /// Every usable `BGPPeer`, by name; what cannot be used (or is ignored) is pushed to
 /// `problems`.
 pub fn peers_from_crd<'a>(
@@ -403,7 +454,7 @@ pub fn peers_from_crd<'a>(
 ) -> BTreeMap<String, Peer> {
     let mut out = BTreeMap::new();
     for p in peers {
-        match Peer::from_crd(p, problems) {
+        match Peer::from_crd(p) {
             Ok(peer) => {
                 if out.contains_key(&peer.name) {
                     problems.push(Problem {
@@ -629,9 +680,7 @@ mod tests {
     }
 
     fn resolve(spec: BGPPeerSpec) -> (Result<Peer, Problem>, Vec<Problem>) {
-        let mut warnings = Vec::new();
-        let p = Peer::from_crd(&BGPPeer::new("r1", spec), &mut warnings);
-        (p, warnings)
+        (Peer::from_crd(&BGPPeer::new("r1", spec)), Vec::new())
     }
 
     #[test]
@@ -765,9 +814,10 @@ mod tests {
         });
         s.bfd_profile = Some("fast".into());
         let (p, warnings) = resolve(s);
-        let p = p.unwrap().session;
-        assert_eq!(warnings.len(), 1);
-        assert_eq!(warnings[0].reason, "Unsupported");
+        let p = p.unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(p.bfd_profile.as_deref(), Some("fast"));
+        let p = p.session;
         assert_eq!(p.router_id, Some(Ipv4Addr::new(192, 0, 2, 7)));
         assert_eq!(p.source_address, Some("2001:db8:51::11".parse().unwrap()));
         assert_eq!(p.port, 1179);
@@ -849,6 +899,56 @@ mod tests {
                 Err(SecretError::BadKey(_))
             ));
         }
+    }
+
+    #[test]
+    fn bfd_profiles_resolve_or_the_peer_runs_without() {
+        use ferrolb_crds::BFDProfileSpec;
+        let named = |peer: &str, profile: &str| {
+            let mut s = spec();
+            s.bfd_profile = Some(profile.into());
+            BGPPeer::new(peer, s)
+        };
+        let (a, b, c) = (named("a", "fast"), named("b", "nope"), named("c", "fast"));
+        let plain = BGPPeer::new("d", spec());
+        let mut problems = Vec::new();
+        let mut peers = peers_from_crd([&a, &b, &c, &plain], &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let fast = BFDProfile::new(
+            "fast",
+            BFDProfileSpec {
+                transmit_interval: Some(100),
+                receive_interval: Some(100),
+                echo_mode: Some(true),
+                ..Default::default()
+            },
+        );
+        resolve_bfd_profiles(&mut peers, &[fast], &mut problems);
+        let bfd = peers["a"].session.bfd.as_ref().unwrap();
+        assert_eq!(bfd.timers.desired_min_tx, Duration::from_millis(100));
+        assert_eq!(bfd.timers.detect_mult, 3);
+        assert_eq!(peers["a"].session.bfd, peers["c"].session.bfd);
+        assert_eq!(peers["b"].session.bfd, None);
+        assert_eq!(peers["d"].session.bfd, None);
+        let said: Vec<_> = problems
+            .iter()
+            .map(|p| (p.kind, p.name.as_str(), p.reason))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                ("BFDProfile", "fast", "Unsupported"),
+                ("BGPPeer", "b", "MissingBFDProfile")
+            ]
+        );
+        assert!(problems[0].message.contains("echoMode"));
+        assert!(
+            problems[1]
+                .message
+                .starts_with("bfdProfile \"nope\" does not exist;"),
+            "{}",
+            problems[1].message
+        );
     }
 
     #[test]

@@ -268,6 +268,10 @@ pub enum Event {
     TimerExpired(Timer),
     /// This connection lost the collision resolution: close it with Cease (6, 7).
     CollisionLost,
+    /// The BFD session with the peer went from Up to Down: the path is gone, so the
+    /// session is closed at once with Cease / BFD Down (RFC 9384) and restarts with the
+    /// usual back-off. Ignored while no connection is up.
+    BfdDown,
 }
 
 /// What the driver must do, in order.
@@ -515,6 +519,9 @@ impl Fsm {
                 self.arm_keepalive(&mut out);
             }
             (Established, TimerExpired(Timer::BackoffReset)) => self.failures = 0,
+            (OpenSent | OpenConfirm | Established, BfdDown) => {
+                self.fail(Notification::cease(notify::cease::BFD_DOWN), &mut out);
+            }
             (OpenSent | OpenConfirm | Established, CollisionLost) => {
                 self.auto_restart = false;
                 let n = Notification::cease(notify::cease::CONNECTION_COLLISION_RESOLUTION);
@@ -1519,6 +1526,35 @@ mod tests {
         assert!(actions.contains(&Action::Down(DownReason::ConnectionLost)));
         assert_eq!(fsm.state(), State::Idle);
         assert_eq!(fsm.last_down(), Some(&DownReason::ConnectionLost));
+    }
+
+    #[test]
+    fn bfd_down_ceases_at_once_and_reconnects_with_backoff() {
+        let bfd_down = Notification::cease(notify::cease::BFD_DOWN);
+        let mut fsm = established(cfg());
+        let actions = fsm.handle(Event::BfdDown);
+        assert_eq!(sent_notification(&actions), Some(&bfd_down));
+        assert_eq!(actions[1], Action::Close);
+        assert!(actions.contains(&Action::Down(DownReason::NotificationSent(
+            bfd_down.clone()
+        ))));
+        assert_eq!(fsm.state(), State::Idle);
+        // Not a stop: the usual back-off, then a new connection by itself.
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::ArmTimer(Timer::IdleHold, _)))
+        );
+        let actions = fsm.handle(Event::TimerExpired(Timer::IdleHold));
+        assert_eq!(actions[0], Action::Connect);
+        // Before the session is up BFD has nothing to end; while connecting it is ignored.
+        assert!(fsm.handle(Event::BfdDown).is_empty());
+        assert_eq!(fsm.state(), State::Connect);
+        let mut fsm = open_sent(cfg());
+        let actions = fsm.handle(Event::BfdDown);
+        assert_eq!(sent_notification(&actions), Some(&bfd_down));
+        assert!(!actions.iter().any(|a| matches!(a, Action::Down(_))));
+        assert!(bfd_down.to_string().contains("BFD down"), "{bfd_down}");
     }
 
     #[test]

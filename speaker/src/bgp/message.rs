@@ -496,6 +496,7 @@ impl Notification {
             }
             (Notification::CEASE, cease::OUT_OF_RESOURCES) => "out of resources",
             (Notification::CEASE, cease::HARD_RESET) => "hard reset",
+            (Notification::CEASE, cease::BFD_DOWN) => "BFD down",
             (Notification::ROUTE_REFRESH_MESSAGE_ERROR, route_refresh::INVALID_MESSAGE_LENGTH) => {
                 "invalid message length"
             }
@@ -562,7 +563,7 @@ pub mod notify {
         pub const UNEXPECTED_IN_OPENCONFIRM: u8 = 2;
         pub const UNEXPECTED_IN_ESTABLISHED: u8 = 3;
     }
-    /// Cease subcodes (RFC 4486, RFC 8538 hard reset).
+    /// Cease subcodes (RFC 4486, RFC 8538 hard reset, RFC 9384 BFD down).
     pub mod cease {
         pub const MAXIMUM_PREFIXES_REACHED: u8 = 1;
         pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
@@ -573,6 +574,8 @@ pub mod notify {
         pub const CONNECTION_COLLISION_RESOLUTION: u8 = 7;
         pub const OUT_OF_RESOURCES: u8 = 8;
         pub const HARD_RESET: u8 = 9;
+        /// RFC 9384: the session's BFD session went down.
+        pub const BFD_DOWN: u8 = 10;
     }
     /// ROUTE-REFRESH Message Error subcodes (RFC 7313).
     pub mod route_refresh {

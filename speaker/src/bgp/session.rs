@@ -10,6 +10,10 @@
 //! was being set up (collision, RFC 4271 §6.8); [`super::fsm::resolve_collision`] picks
 //! the one that stays.
 //!
+//! A peer with a BFD profile also gets a BFD session ([`crate::bfd`]) for the life of
+//! the BGP session's task; its going from Up to Down closes the BGP session at once
+//! ([`Event::BfdDown`]).
+//!
 //! The [`Manager`] reconciles the set of sessions with the peers resolved for this node
 //! (added, removed or changed: start, stop, restart), owns the passive listener that
 //! hands accepted connections to the sessions, and exposes each session's state and
@@ -39,6 +43,7 @@ use super::message::notify::cease;
 use super::message::{Afi, Message, Notification, Safi, Update};
 use super::rib::{self, AdjRibOut, RibDiff, SessionParams};
 use super::socket::{self, Dial, Listener, Md5Key};
+use crate::bfd;
 use ferrolb_crds::bgp::DynamicAsn;
 
 /// Restart time announced with graceful restart (RFC 4724): how long the router keeps
@@ -122,6 +127,16 @@ pub struct SessionStatus {
     /// The last thing that went wrong short of a session (connect failures, bad config).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The BFD session's state (`admin-down`, `down`, `init`, `up`); `None`: no BFD.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<String>,
+    /// Times the BFD session went from Up to Down (each closed the BGP session).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bfd_downs: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How many NOTIFICATIONs of one code and subcode.
@@ -304,6 +319,9 @@ struct Session {
     status: Arc<Mutex<SessionStatus>>,
     changed: watch::Sender<u64>,
     counts: Counts,
+    /// The BFD session with the peer, when the BGPPeer names an existing profile.
+    bfd: Option<bfd::driver::Handle>,
+    bfd_state: bfd::packet::State,
 }
 
 #[derive(Default)]
@@ -318,6 +336,7 @@ struct Counts {
     notifications_received: BTreeMap<(u8, u8), u64>,
     last_down: Option<String>,
     last_error: Option<String>,
+    bfd_downs: u64,
 }
 
 impl Session {
@@ -779,8 +798,11 @@ impl Session {
             notifications_received: notification_counts(&self.counts.notifications_received),
             last_down: self.counts.last_down.clone(),
             last_error: self.counts.last_error.clone(),
+            bfd: self.bfd.as_ref().map(|_| self.bfd_state.to_string()),
+            bfd_downs: self.counts.bfd_downs,
         };
         let significant = s.state != cur.state
+            || s.bfd != cur.bfd
             || s.last_down != cur.last_down
             || s.last_error != cur.last_error
             || (sent_changed && s.advertised != cur.advertised);
@@ -788,6 +810,44 @@ impl Session {
             self.changed.send_modify(|v| *v += 1);
         }
         *cur = s;
+    }
+
+    /// (Re)starts the BFD session as the spec says; the one running, if any, is told to
+    /// stop (it says AdminDown on its own time, which the peer does not count as a
+    /// failure).
+    fn start_bfd(&mut self, hub: &Arc<bfd::driver::Hub>) {
+        self.bfd = bfd_spec(&self.spec.config)
+            .map(|b| bfd::driver::spawn(hub.clone(), b, self.spec.name.clone()));
+        self.bfd_state = bfd::packet::State::Down;
+    }
+
+    /// A new BFD profile: new timers for the running BFD session (which stays Up), or
+    /// BFD started or stopped.
+    fn change_bfd(&mut self, new: Option<bfd::Profile>, hub: &Arc<bfd::driver::Hub>) {
+        let old = std::mem::replace(&mut self.spec.config.bfd, new.clone());
+        match (&self.bfd, old, new) {
+            (Some(running), Some(_), Some(profile)) => running.reconfigure(profile),
+            _ => self.start_bfd(hub),
+        }
+    }
+
+    /// News from the BFD session. Up to Down closes the BGP session at once (RFC 9384
+    /// Cease / BFD Down); it reconnects with its usual back-off, whether BFD is back
+    /// or not (a BFD session that is not Up never holds BGP back, as in FRR).
+    fn on_bfd(&mut self, report: bfd::driver::Report) {
+        match &report {
+            bfd::driver::Report::Changed { to, .. } => self.bfd_state = *to,
+            bfd::driver::Report::Error(e) => self.counts.last_error = Some(format!("BFD: {e}")),
+        }
+        if report.is_failure() {
+            self.counts.bfd_downs += 1;
+            warn!(peer = %self.spec.name, "BFD session down: closing the BGP session");
+            self.handle(Which::Main, Event::BfdDown);
+            if self.extra.is_some() {
+                self.handle(Which::Extra, Event::BfdDown);
+            }
+        }
+        self.publish();
     }
 
     /// Ends every connection as `how` says and waits (briefly) for the last bytes to
@@ -816,9 +876,17 @@ impl Session {
             }
         })
         .await;
+        // After the NOTIFICATION: the peer sees BGP stop first, then BFD go AdminDown,
+        // which it does not count as a failure.
+        if let Some(b) = self.bfd.take() {
+            b.stop().await;
+        }
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.state = State::Idle.to_string();
         s.advertised = rib::Prefixes::default();
+        if s.bfd.is_some() {
+            s.bfd = Some(bfd::packet::State::AdminDown.to_string());
+        }
     }
 }
 
@@ -866,9 +934,44 @@ async fn write_queue(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<
     let _ = tokio::time::timeout(WRITE_TIMEOUT, w.shutdown()).await;
 }
 
-/// The task of one session.
+/// The next report of a session's BFD session; never, without one.
+async fn bfd_report(h: &mut Option<bfd::driver::Handle>) -> bfd::driver::Report {
+    if let Some(h) = h
+        && let Some(r) = h.reports.recv().await
+    {
+        return r;
+    }
+    std::future::pending().await
+}
+
+/// The BFD session a BGP session asks for: to the peer, from the session's source
+/// address (or the kernel's choice by route, as the TCP connection makes it),
+/// multi-hop with `ebgpMultiHop`.
+pub fn bfd_spec(c: &SessionConfig) -> Option<bfd::driver::Spec> {
+    Some(bfd::driver::Spec {
+        peer: c.address,
+        local: c.source_address,
+        multihop: c.ebgp_multihop,
+        profile: c.bfd.clone()?,
+    })
+}
+
+/// Whether two specs differ at most in their BFD profile.
+fn same_but_bfd(a: &SessionSpec, b: &SessionSpec) -> bool {
+    if a.config.bfd == b.config.bfd {
+        return a == b;
+    }
+    let mut a = a.clone();
+    a.config.bfd.clone_from(&b.config.bfd);
+    a == *b
+}
+
+/// The task of one session. `bfd`: the shared BFD sockets, and the profile (which may
+/// change while the session runs).
+#[allow(clippy::too_many_arguments)]
 async fn run_session(
     spec: SessionSpec,
+    (hub, mut profile): (Arc<bfd::driver::Hub>, watch::Receiver<Option<bfd::Profile>>),
     rib: watch::Receiver<Arc<AdjRibOut>>,
     mut incoming: mpsc::UnboundedReceiver<TcpStream>,
     stop: oneshot::Receiver<Stop>,
@@ -917,7 +1020,11 @@ async fn run_session(
         status,
         changed,
         counts: Counts::default(),
+        bfd: None,
+        bfd_state: bfd::packet::State::Down,
     };
+    s.spec.config.bfd = profile.borrow_and_update().clone();
+    s.start_bfd(&hub);
     s.handle(Which::Main, Event::ManualStart);
     let mut stop = stop;
     loop {
@@ -933,6 +1040,12 @@ async fn run_session(
             }
             Some((id, io)) = io_rx.recv() => s.on_io(id, io),
             Some(stream) = incoming.recv() => s.on_incoming(stream),
+            r = bfd_report(&mut s.bfd) => s.on_bfd(r),
+            Ok(()) = profile.changed() => {
+                let new = profile.borrow_and_update().clone();
+                s.change_bfd(new, &hub);
+                s.publish();
+            }
             r = s.rib.changed() => {
                 if r.is_err() {
                     s.stop(Stop::Cease(cease::ADMINISTRATIVE_SHUTDOWN)).await;
@@ -958,6 +1071,8 @@ async fn sleep_until(at: Option<Instant>) {
 
 struct Running {
     spec: SessionSpec,
+    /// The BFD profile, changed without restarting the BGP session.
+    bfd: watch::Sender<Option<bfd::Profile>>,
     rib: watch::Sender<Arc<AdjRibOut>>,
     incoming: mpsc::UnboundedSender<TcpStream>,
     stop: oneshot::Sender<Stop>,
@@ -984,6 +1099,8 @@ pub struct Manager {
     first_round: bool,
     listening: Vec<SocketAddr>,
     shared: Shared,
+    /// BFD's receive sockets, shared by the sessions.
+    bfd_hub: Arc<bfd::driver::Hub>,
 }
 
 impl Manager {
@@ -1002,6 +1119,7 @@ impl Manager {
             first_round: true,
             listening: Vec::new(),
             shared: Shared::default(),
+            bfd_hub: bfd::driver::Hub::new(),
         };
         let mut error = None;
         if let Some(port) = listen_port {
@@ -1035,10 +1153,12 @@ impl Manager {
         wanted: &BTreeMap<String, SessionSpec>,
         ribs: &BTreeMap<String, Arc<AdjRibOut>>,
     ) {
+        // A new BFD profile alone changes the BFD session's timers (or starts or stops
+        // it): BGP stays up.
         let gone: Vec<String> = self
             .sessions
             .iter()
-            .filter(|(name, r)| wanted.get(*name) != Some(&r.spec))
+            .filter(|(name, r)| !wanted.get(*name).is_some_and(|w| same_but_bfd(w, &r.spec)))
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
@@ -1055,7 +1175,12 @@ impl Manager {
         }
         for (name, spec) in wanted {
             let rib = ribs.get(name).cloned().unwrap_or_default();
-            if let Some(r) = self.sessions.get(name) {
+            if let Some(r) = self.sessions.get_mut(name) {
+                if r.spec.config.bfd != spec.config.bfd {
+                    info!(peer = %name, "BFD profile changed: the BGP session stays");
+                    r.spec = spec.clone();
+                    r.bfd.send_replace(spec.config.bfd.clone());
+                }
                 r.rib.send_if_modified(|cur| {
                     if Arc::ptr_eq(cur, &rib) || **cur == *rib {
                         false
@@ -1070,6 +1195,7 @@ impl Manager {
             let (rib_tx, rib_rx) = watch::channel(rib);
             let (in_tx, in_rx) = mpsc::unbounded_channel();
             let (stop_tx, stop_rx) = oneshot::channel();
+            let (bfd_tx, bfd_rx) = watch::channel(spec.config.bfd.clone());
             let status = Arc::new(Mutex::new(SessionStatus {
                 peer: name.clone(),
                 address: SocketAddr::new(spec.config.address, spec.config.port).to_string(),
@@ -1078,6 +1204,7 @@ impl Manager {
             }));
             let task = tokio::spawn(run_session(
                 spec.clone(),
+                (self.bfd_hub.clone(), bfd_rx),
                 rib_rx,
                 in_rx,
                 stop_rx,
@@ -1089,6 +1216,7 @@ impl Manager {
                 name.clone(),
                 Running {
                     spec: spec.clone(),
+                    bfd: bfd_tx,
                     rib: rib_tx,
                     incoming: in_tx,
                     stop: stop_tx,
@@ -1275,10 +1403,28 @@ mod tests {
                 graceful_restart: false,
                 passive,
                 dual_stack: true,
+                bfd: None,
             },
             node_v4: None,
             node_v6: Some("2001:db8:51::11".parse().unwrap()),
         }
+    }
+
+    #[test]
+    fn bfd_profile_changes_alone_keep_the_bgp_session() {
+        let a = spec("r", 64512, 64513, [192, 0, 2, 1], 179, false);
+        let mut b = a.clone();
+        b.config.bfd = Some(crate::bfd::Profile {
+            name: "fast".into(),
+            timers: crate::bfd::fsm::Config::default(),
+            minimum_ttl: 254,
+        });
+        assert!(same_but_bfd(&a, &b) && same_but_bfd(&b, &a) && same_but_bfd(&a, &a));
+        b.config.hold_time = a.config.hold_time + Duration::from_secs(3);
+        assert!(!same_but_bfd(&a, &b));
+        let mut c = a.clone();
+        c.config.port = 1179;
+        assert!(!same_but_bfd(&a, &c));
     }
 
     fn rib(prefixes: &[&str]) -> AdjRibOut {

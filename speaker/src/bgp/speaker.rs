@@ -30,6 +30,16 @@ pub struct SessionSummary {
     pub last_down: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The BFD session's state; `None`: no BFD.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<String>,
+    /// Times BFD went from Up to Down (each closed the session).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bfd_downs: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl From<SessionStatus> for SessionSummary {
@@ -42,6 +52,8 @@ impl From<SessionStatus> for SessionSummary {
             unsendable: s.unsendable,
             last_down: s.last_down,
             last_error: s.last_error,
+            bfd: s.bfd,
+            bfd_downs: s.bfd_downs,
         }
     }
 }
@@ -246,6 +258,7 @@ mod tests {
             graceful_restart: false,
             passive: false,
             dual_stack,
+            bfd: None,
         };
         let mut w = World::default();
         w.insert_node(Node {
@@ -271,6 +284,7 @@ mod tests {
                 name: name.into(),
                 node_selectors: Default::default(),
                 session: c,
+                bfd_profile: None,
             };
             w.bgp_peers.insert(name.into(), peer);
         }

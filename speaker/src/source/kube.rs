@@ -5,7 +5,7 @@
 //! kube-runtime watchers over Services (every namespace; only `LoadBalancer` Services
 //! of `--lb-class` are kept), EndpointSlices, Nodes, and, in the FerroLB namespace
 //! (`--namespace`, from `POD_NAMESPACE`), IPAddressPools, L2Advertisements,
-//! BGPAdvertisements, BGPPeers, Communities and Secrets of type
+//! BGPAdvertisements, BGPPeers, Communities, BFDProfiles and Secrets of type
 //! `kubernetes.io/basic-auth` (a BGPPeer's `passwordSecret`; only their `password` key
 //! is kept), merged into one stream that fills a [`store::Store`]. Nothing is sent before every initial list is in; then a
 //! [`Snapshot`] (the same shape the standalone source builds, by the same function)
@@ -58,8 +58,8 @@ use anyhow::Context;
 use ferrolb_crds::client::{Applied, Events, WriteError, classify};
 use ferrolb_crds::status::{NODE_LABEL, ServiceBGPStatusSpec, ServiceL2StatusSpec};
 use ferrolb_crds::{
-    BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement, ServiceBGPStatus,
-    ServiceL2Status,
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
+    ServiceBGPStatus, ServiceL2Status,
 };
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -236,6 +236,12 @@ fn watch_inputs(client: Client, namespace: &str) -> Inputs {
             all(),
             "communities",
             Input::Community,
+        ),
+        watch_kind(
+            Api::<BFDProfile>::namespaced(client.clone(), namespace),
+            all(),
+            "bfdprofiles",
+            Input::BfdProfile,
         ),
         // Only the type a passwordSecret must have: the namespace's other Secrets (TLS
         // keys, tokens) never reach the speaker.

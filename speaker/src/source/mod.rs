@@ -14,7 +14,9 @@ use ::kube::ResourceExt;
 use ferrolb_crds::documents::Inputs;
 use ferrolb_crds::validate::{Problem, check_pools, check_references};
 
-use crate::bgp::config::{aliases_from_crd, peers_from_crd, resolve_passwords};
+use crate::bgp::config::{
+    aliases_from_crd, peers_from_crd, resolve_bfd_profiles, resolve_passwords,
+};
 use crate::world::{self, BgpAd, L2Ad, Node, ServiceInfo, World};
 
 /// Everything the speaker decides from, at one moment.
@@ -119,6 +121,7 @@ pub fn snapshot(inputs: &Inputs, lb_class: Option<&str>, mut problems: Vec<Strin
     }
     w.bgp_peers = peers_from_crd(&inputs.bgp_peers, &mut bgp_problems);
     resolve_passwords(&mut w.bgp_peers, &inputs.secrets, &mut bgp_problems);
+    resolve_bfd_profiles(&mut w.bgp_peers, &inputs.bfd_profiles, &mut bgp_problems);
     w.community_aliases = aliases_from_crd(&inputs.communities, &mut bgp_problems);
     problems.extend(bgp_problems.iter().map(Problem::to_string));
     Snapshot {

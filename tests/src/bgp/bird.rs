@@ -39,8 +39,30 @@ protocol kernel {
 ",
         );
     }
+    // One BFD protocol serves every neighbour with `bfd on`; BIRD has one set of
+    // timers per interface (and one for multi-hop), so the first neighbour's are used.
+    if let Some(b) = cfg.neighbors.iter().find_map(|n| n.bfd) {
+        let timers = format!(
+            "min rx interval {i} ms; min tx interval {i} ms; idle tx interval 1000 ms; multiplier {m};",
+            i = b.interval_ms,
+            m = b.multiplier
+        );
+        c.push_str(&format!(
+            "
+protocol bfd {{
+  interface \"*\" {{ {timers} }};
+  multihop {{ {timers} }};
+}}
+"
+        ));
+    }
     for (i, n) in cfg.neighbors.iter().enumerate() {
         let mut opts = Vec::new();
+        match n.bfd {
+            Some(b) if b.graceful => opts.push("bfd graceful;".to_string()),
+            Some(_) => opts.push("bfd on;".to_string()),
+            None => {}
+        }
         if n.passive {
             opts.push("passive on;".to_string());
         }
@@ -106,6 +128,22 @@ pub fn parse_protocols(text: &str) -> Vec<(String, String)> {
                 .copied()
                 .unwrap_or(cols[3]);
             Some((cols[0].to_string(), info.to_string()))
+        })
+        .collect()
+}
+
+/// The BFD sessions from `birdc show bfd sessions`: (neighbour address, state), e.g.
+/// `(198.51.100.11, "Up")`.
+pub fn parse_bfd_sessions(text: &str) -> Vec<(IpAddr, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let ip: IpAddr = cols.first()?.parse().ok()?;
+            // Address, Interface (absent for multi-hop in some versions), State.
+            let state = cols[1..]
+                .iter()
+                .find(|w| matches!(**w, "Up" | "Down" | "Init" | "AdminDown"))?;
+            Some((ip, state.to_string()))
         })
         .collect()
 }
@@ -294,6 +332,15 @@ impl Bird {
         )
     }
 
+    /// The state of BIRD's BFD session with `neighbor` (`Up`, `Down`, `Init`).
+    pub fn bfd_state(&self, neighbor: IpAddr) -> Option<String> {
+        let text = self.birdc(&["show", "bfd", "sessions"]).ok()?;
+        parse_bfd_sessions(&text)
+            .into_iter()
+            .find(|(a, _)| *a == neighbor)
+            .map(|(_, s)| s)
+    }
+
     /// Every BGP path BIRD holds, with attributes.
     pub fn routes(&self) -> Result<Vec<Route>> {
         let text = self.birdc(&["show", "route", "all", "where", "source", "=", "RTS_BGP"])?;
@@ -361,6 +408,33 @@ mod tests {
         assert_eq!(c.matches("import all;").count(), 4);
         assert_eq!(c.matches("merge paths on;").count(), 2);
         assert!(!config(&cfg, false).contains("protocol kernel"));
+    }
+
+    #[test]
+    fn bfd_config_and_sessions() {
+        let cfg = RouterConfig::new(
+            64500,
+            Ipv4Addr::new(198, 51, 100, 1),
+            Ipv4Addr::new(198, 51, 100, 1),
+        )
+        .neighbor(Neighbor::new(Ipv4Addr::new(198, 51, 100, 11), 64512).bfd(100, 3));
+        let c = config(&cfg, false);
+        assert!(c.contains("protocol bfd {"), "{c}");
+        assert!(c.contains("min tx interval 100 ms;"), "{c}");
+        assert!(c.contains("bfd on;"), "{c}");
+        let text = "BIRD 2.0.12 ready.
+bfd1:
+IP address                Interface  State      Since         Interval  Timeout
+198.51.100.11             eth0       Up         2026-12-05 21:10:00    0.100    0.300
+2001:db8::11              eth0       Init       2026-12-05 21:10:00    1.000    0.000
+";
+        assert_eq!(
+            parse_bfd_sessions(text),
+            [
+                ("198.51.100.11".parse().unwrap(), "Up".to_string()),
+                ("2001:db8::11".parse().unwrap(), "Init".to_string())
+            ]
+        );
     }
 
     #[test]

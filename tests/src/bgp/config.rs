@@ -14,6 +14,18 @@ pub struct Neighbor {
     pub md5: Option<String>,
     /// eBGP multihop with this TTL; `None`: directly connected.
     pub multihop: Option<u8>,
+    /// BFD with this neighbour (the daemon's BGP session follows it).
+    pub bfd: Option<Bfd>,
+}
+
+/// BFD timers of a neighbour: the same interval both ways, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bfd {
+    pub interval_ms: u32,
+    pub multiplier: u32,
+    /// BFD going down starts graceful restart instead of closing the session (BIRD's
+    /// `bfd graceful`).
+    pub graceful: bool,
 }
 
 impl Neighbor {
@@ -24,6 +36,7 @@ impl Neighbor {
             passive: false,
             md5: None,
             multihop: None,
+            bfd: None,
         }
     }
 
@@ -34,6 +47,23 @@ impl Neighbor {
 
     pub fn md5(mut self, key: &str) -> Neighbor {
         self.md5 = Some(key.into());
+        self
+    }
+
+    pub fn bfd(mut self, interval_ms: u32, multiplier: u32) -> Neighbor {
+        self.bfd = Some(Bfd {
+            interval_ms,
+            multiplier,
+            graceful: false,
+        });
+        self
+    }
+
+    /// With [`Neighbor::bfd`]: BFD down means graceful restart, not a closed session.
+    pub fn bfd_graceful(mut self) -> Neighbor {
+        if let Some(b) = &mut self.bfd {
+            b.graceful = true;
+        }
         self
     }
 

@@ -50,6 +50,9 @@ router bgp {asn}
         if let Some(key) = &n.md5 {
             c.push_str(&format!(" neighbor {a} password {key}\n"));
         }
+        if n.bfd.is_some() {
+            c.push_str(&format!(" neighbor {a} bfd profile {BFD_PROFILE}\n"));
+        }
         if let Some(ttl) = n.multihop {
             c.push_str(&format!(" neighbor {a} ebgp-multihop {ttl}\n"));
             c.push_str(&format!(
@@ -67,6 +70,47 @@ router bgp {asn}
     }
     c.push_str("exit\n!\n");
     c
+}
+
+/// The bfdd profile of neighbours with BFD.
+pub const BFD_PROFILE: &str = "fast";
+
+/// `bfdd.conf` for `cfg`: one profile with the first BFD neighbour's timers; `None`
+/// when no neighbour has BFD (bfdd is not started then).
+pub fn bfdd_config(cfg: &RouterConfig) -> Option<String> {
+    let b = cfg.neighbors.iter().find_map(|n| n.bfd)?;
+    Some(format!(
+        "hostname router
+log stdout
+bfd
+ profile {BFD_PROFILE}
+  receive-interval {i}
+  transmit-interval {i}
+  detect-multiplier {m}
+ exit
+exit
+",
+        i = b.interval_ms,
+        m = b.multiplier
+    ))
+}
+
+/// bfdd's sessions from `show bfd peers json`: (peer address, status), e.g.
+/// `(198.51.100.11, "up")`.
+pub fn parse_bfd_peers(json: &str) -> Vec<(IpAddr, String)> {
+    let Ok(v) = serde_json::from_str::<Value>(json) else {
+        return Vec::new();
+    };
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p["peer"].as_str()?.parse().ok()?,
+                p["status"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
 }
 
 fn num(v: &Value) -> Option<u32> {
@@ -143,9 +187,10 @@ pub fn parse_neighbors(json: &str) -> Vec<(IpAddr, String)> {
         .collect()
 }
 
-/// A running FRR (zebra + bgpd).
+/// A running FRR (zebra + bgpd, and bfdd when a neighbour has BFD).
 pub struct Frr {
     pub zebra: Daemon,
+    pub bfdd: Option<Daemon>,
     pub bgpd: Daemon,
     pub cfg: RouterConfig,
     dir: PathBuf,
@@ -155,9 +200,11 @@ impl Frr {
     /// Writes the configuration into `dir` (handed to the `frr` user), starts zebra and
     /// bgpd in `ns` and waits (≤ 10 s) until vtysh answers.
     pub fn start(ns: &str, dir: PathBuf, cfg: RouterConfig) -> Result<Frr> {
+        let bfdd_conf = bfdd_config(&cfg);
         for (name, text) in [
             ("zebra.conf", "hostname router\n".to_string()),
             ("bgpd.conf", bgpd_config(&cfg)),
+            ("bfdd.conf", bfdd_conf.clone().unwrap_or_default()),
         ] {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(io(format!("cannot write {}", path.display())))?;
@@ -185,9 +232,21 @@ impl Frr {
             Duration::from_millis(20),
             || dir.join("zserv.api").exists().then_some(()),
         )?;
+        // bfdd before bgpd, so bgpd's BFD registrations find it; its control socket in
+        // this directory, not the host's /var/run/frr shared by every instance.
+        let bfdd = match bfdd_conf {
+            Some(_) => {
+                let mut a = argv("bfdd");
+                a.push("--bfdctl".into());
+                a.push(dir.join("bfdd.sock").display().to_string());
+                Some(Daemon::start("bfdd", ns, &a, &[], &dir.join("bfdd.log"))?)
+            }
+            None => None,
+        };
         let bgpd = Daemon::start("bgpd", ns, &argv("bgpd"), &[], &dir.join("bgpd.log"))?;
         let mut frr = Frr {
             zebra,
+            bfdd,
             bgpd,
             cfg,
             dir,
@@ -216,6 +275,15 @@ impl Frr {
             "-c",
             command,
         ])
+    }
+
+    /// The status of bfdd's session with `neighbor` (`up`, `down`, `init`).
+    pub fn bfd_state(&self, neighbor: IpAddr) -> Option<String> {
+        let json = self.vtysh("show bfd peers json").ok()?;
+        parse_bfd_peers(&json)
+            .into_iter()
+            .find(|(a, _)| *a == neighbor)
+            .map(|(_, s)| s)
     }
 
     pub fn state(&self, neighbor: IpAddr) -> Option<String> {
@@ -277,6 +345,32 @@ mod tests {
         assert!(c.contains(" timers bgp 3 9\n"));
         assert!(c.contains(" bgp graceful-restart\n"));
         assert_eq!(c.matches("  neighbor 198.51.100.11 activate\n").count(), 2);
+    }
+
+    #[test]
+    fn bfd_config_and_peers() {
+        let cfg = RouterConfig::new(
+            64500,
+            Ipv4Addr::new(198, 51, 100, 1),
+            Ipv4Addr::new(198, 51, 100, 1),
+        )
+        .neighbor(Neighbor::new(Ipv4Addr::new(198, 51, 100, 11), 64512).bfd(100, 3));
+        assert!(bgpd_config(&cfg).contains(" neighbor 198.51.100.11 bfd profile fast\n"));
+        let b = bfdd_config(&cfg).unwrap();
+        assert!(
+            b.contains("  transmit-interval 100\n  detect-multiplier 3\n"),
+            "{b}"
+        );
+        assert_eq!(
+            bfdd_config(&RouterConfig::new(
+                1,
+                Ipv4Addr::LOCALHOST,
+                Ipv4Addr::LOCALHOST
+            )),
+            None
+        );
+        let p = parse_bfd_peers(r#"[{"multihop":false,"peer":"198.51.100.11","status":"up"}]"#);
+        assert_eq!(p, [("198.51.100.11".parse().unwrap(), "up".to_string())]);
     }
 
     #[test]

@@ -256,3 +256,92 @@ impl Drop for Net {
         }
     }
 }
+
+/// A namespace `far` two hops from the speaker: host 1 → router namespace (forwarding)
+/// → far, on 203.0.113.252/30 (outside the Service addresses used here). Deleted on
+/// drop.
+pub struct Far {
+    pub ns: String,
+    pub addr: Ipv4Addr,
+}
+
+impl Far {
+    pub fn new(net: &Net) -> Result<Far> {
+        let ns = format!("{}-far", net.router.ns.trim_end_matches("-r"));
+        delete_namespace(&ns);
+        run(&["ip", "netns", "add", &ns])?;
+        let far = Far {
+            ns,
+            addr: Ipv4Addr::new(203, 0, 113, 254),
+        };
+        let r = &net.router.ns;
+        let f = far.ns.as_str();
+        for argv in [
+            vec!["ip", "-n", f, "link", "set", "lo", "up"],
+            vec![
+                "ip", "-n", r, "link", "add", "xfar", "type", "veth", "peer", "name", "eth0",
+                "netns", f,
+            ],
+            vec![
+                "ip",
+                "-n",
+                r,
+                "addr",
+                "add",
+                "203.0.113.253/30",
+                "dev",
+                "xfar",
+            ],
+            vec!["ip", "-n", r, "link", "set", "xfar", "up"],
+            vec![
+                "ip",
+                "-n",
+                f,
+                "addr",
+                "add",
+                "203.0.113.254/30",
+                "dev",
+                "eth0",
+            ],
+            vec!["ip", "-n", f, "link", "set", "eth0", "up"],
+            vec![
+                "ip",
+                "-n",
+                f,
+                "route",
+                "add",
+                "default",
+                "via",
+                "203.0.113.253",
+            ],
+            vec![
+                "ip",
+                "-n",
+                &net.host(1).ns,
+                "route",
+                "add",
+                "203.0.113.252/30",
+                "via",
+                "198.51.100.1",
+            ],
+            vec![
+                "ip",
+                "netns",
+                "exec",
+                r,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        ] {
+            run(&argv)?;
+        }
+        Ok(far)
+    }
+}
+
+impl Drop for Far {
+    fn drop(&mut self) {
+        delete_namespace(&self.ns);
+    }
+}

@@ -121,6 +121,37 @@ impl Site {
         }
     }
 
+    /// Sends `signal` to node1's speaker (SIGSTOP freezes it; stopping it, also when a
+    /// test fails, thaws it first).
+    pub fn signal(&self, signal: i32) {
+        if let Some(s) = &self.speaker {
+            s.daemon.signal(signal);
+        }
+    }
+
+    /// Node1's speaker's Prometheus metrics (scraped in host 1's namespace, at most 2 s);
+    /// empty when it does not answer.
+    pub fn metrics(&self) -> String {
+        super::run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.net.host(1).ns,
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:7472/metrics",
+        ])
+        .unwrap_or_default()
+    }
+
+    /// One sample of [`Site::metrics`]: `series` as written in the exposition, e.g.
+    /// `ferrolb_bgp_session_up{peer="router"}`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        sample(&self.metrics(), series)
+    }
+
     /// The running speaker's log so far.
     pub fn log(&self) -> String {
         self.speaker
@@ -207,4 +238,12 @@ pub fn wait_routes(
         (pairs(&r) == want).then_some(r)
     });
     got.unwrap_or_else(|| panic!("{what}: want {want:?}, router has {:#?}", routes()))
+}
+
+/// The value of `series` (name and labels as written) in a Prometheus exposition.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
 }

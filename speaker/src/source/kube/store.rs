@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 
 use ferrolb_crds::documents::Inputs;
-use ferrolb_crds::{BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
+use ferrolb_crds::{
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
+};
 use k8s_openapi::api::core::v1::{Node, NodeStatus, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Resource;
@@ -33,6 +35,7 @@ pub enum Input {
     BgpAdvertisement(Event<BGPAdvertisement>),
     BgpPeer(Event<BGPPeer>),
     Community(Event<Community>),
+    BfdProfile(Event<BFDProfile>),
     Secret(Event<Secret>),
 }
 
@@ -48,6 +51,7 @@ impl Input {
             Input::BgpAdvertisement(_) => "bgpadvertisements",
             Input::BgpPeer(_) => "bgppeers",
             Input::Community(_) => "communities",
+            Input::BfdProfile(_) => "bfdprofiles",
             Input::Secret(_) => "secrets",
         }
     }
@@ -158,6 +162,7 @@ pub struct Store {
     bgp_ads: Kind<BGPAdvertisement>,
     peers: Kind<BGPPeer>,
     communities: Kind<Community>,
+    bfd_profiles: Kind<BFDProfile>,
     /// Reduced to their `password` key ([`slim_secret`]).
     secrets: Kind<Secret>,
 }
@@ -269,6 +274,7 @@ impl Store {
             Input::BgpAdvertisement(ev) => self.bgp_ads.handle(ev, same_crd!(), own),
             Input::BgpPeer(ev) => self.peers.handle(ev, same_crd!(), own),
             Input::Community(ev) => self.communities.handle(ev, same_crd!(), own),
+            Input::BfdProfile(ev) => self.bfd_profiles.handle(ev, same_crd!(), own),
             Input::Secret(ev) => self
                 .secrets
                 .handle(ev, PartialEq::eq, |s| Some(slim_secret(s))),
@@ -285,6 +291,7 @@ impl Store {
             && self.bgp_ads.listed
             && self.peers.listed
             && self.communities.listed
+            && self.bfd_profiles.listed
             && self.secrets.listed
     }
 
@@ -299,6 +306,7 @@ impl Store {
             bgp_advertisements: self.bgp_ads.all(),
             bgp_peers: self.peers.all(),
             communities: self.communities.all(),
+            bfd_profiles: self.bfd_profiles.all(),
             secrets: self.secrets.all(),
             ..Default::default()
         }
