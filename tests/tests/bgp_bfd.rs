@@ -247,20 +247,32 @@ fn bfd_speaker_closes_the_session_with_a_frozen_router_and_gets_it_back() {
     );
 }
 
-#[test]
-fn bfd_with_frr_bfdd_comes_up_and_detects_a_frozen_side_both_ways() {
-    if !bfd_ready("bfd_with_frr_bfdd_comes_up_and_detects_a_frozen_side_both_ways") {
-        return;
-    }
-    let mut s = bfd_site("fb-frr");
+/// A site whose router is FRR with BFD towards the node (90 s hold time), the speaker
+/// started and the BGP session Established.
+fn frr_site(name: &str) -> (Site, Frr) {
+    let mut s = bfd_site(name);
     let mut cfg = s.router_config(s.neighbor().bfd(INTERVAL_MS, MULTIPLIER));
     cfg.hold_time = 90;
     let frr = Frr::start(&s.net.router.ns, s.net.subdir("frr").unwrap(), cfg).unwrap();
     s.start();
     frr.wait_established(s.node(), LIMIT).unwrap();
-    let up = wait_for(LIMIT, POLL, || {
+    (s, frr)
+}
+
+/// Waits for bfdd to say its session with the node is up.
+fn frr_bfd_up(s: &Site, frr: &Frr) -> Option<()> {
+    wait_for(LIMIT, POLL, || {
         (frr.bfd_state(s.node()).as_deref() == Some("up")).then_some(())
-    });
+    })
+}
+
+#[test]
+fn bfd_with_frr_bfdd_comes_up_and_detects_a_frozen_side_both_ways() {
+    if !bfd_ready("bfd_with_frr_bfdd_comes_up_and_detects_a_frozen_side_both_ways") {
+        return;
+    }
+    let (s, frr) = frr_site("fb-frr");
+    let up = frr_bfd_up(&s, &frr);
     assert!(
         up.is_some(),
         "bfdd's session with the speaker is not up: {}\nspeaker log:\n{}",
@@ -601,15 +613,8 @@ fn bfd_removed_from_the_peer_says_admin_down_and_stops() {
     if !bfd_ready("bfd_removed_from_the_peer_says_admin_down_and_stops") {
         return;
     }
-    let mut s = bfd_site("fb-frr-rm");
-    let mut cfg = s.router_config(s.neighbor().bfd(INTERVAL_MS, MULTIPLIER));
-    cfg.hold_time = 90;
-    let frr = Frr::start(&s.net.router.ns, s.net.subdir("frr").unwrap(), cfg).unwrap();
-    s.start();
-    frr.wait_established(s.node(), LIMIT).unwrap();
-    let up = wait_for(LIMIT, POLL, || {
-        (frr.bfd_state(s.node()).as_deref() == Some("up")).then_some(())
-    });
+    let (s, frr) = frr_site("fb-frr-rm");
+    let up = frr_bfd_up(&s, &frr);
     assert!(up.is_some(), "bfdd's session never came up");
     // The BGPPeer no longer names a profile: the speaker's BFD session tells bfdd
     // AdminDown and stops, and the speaker does not restart BGP for it.

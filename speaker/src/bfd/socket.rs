@@ -48,24 +48,8 @@ fn set_int(
     value: libc::c_int,
     what: &'static str,
 ) -> Result<(), SocketError> {
-    // SAFETY: a valid socket descriptor and a c_int option value of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(SocketError::Option {
-            what,
-            err: io::Error::last_os_error(),
-        })
-    }
+    crate::bgp::socket::set_int(fd, level, name, value)
+        .map_err(|err| SocketError::Option { what, err })
 }
 
 /// The socket a session sends from: `local`, a free port from `SOURCE_PORT_MIN` up

@@ -268,7 +268,8 @@ fn listen(addr: SocketAddr) -> Result<TcpListener, SocketError> {
     socket.listen(64).map_err(io_err(what()))
 }
 
-fn set_int(
+/// `setsockopt` of a `c_int` option.
+pub(crate) fn set_int(
     fd: &impl AsRawFd,
     level: libc::c_int,
     name: libc::c_int,
