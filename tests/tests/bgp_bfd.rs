@@ -117,6 +117,25 @@ fn has_web(bird: &Bird) -> bool {
         .any(|r| r.prefix.is_some_and(|p| p.to_string() == WEB_ROUTE))
 }
 
+/// Freezes the speaker until the router has `noticed` (polled for up to 10 s), thaws
+/// it, and asserts the router noticed well within the hold time.
+fn frozen_speaker_noticed(s: &Site, what: &str, noticed: impl Fn() -> bool) {
+    let start = Instant::now();
+    s.signal(libc::SIGSTOP);
+    let gone = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        noticed().then(|| start.elapsed())
+    });
+    s.signal(libc::SIGCONT);
+    let took = gone.unwrap_or_else(|| panic!("not yet after 10 s with the speaker frozen: {what}"));
+    println!(
+        "{what} {took:?} after the speaker froze (BFD {INTERVAL_MS} ms x {MULTIPLIER}, hold time {HOLD})"
+    );
+    assert!(
+        took < DETECT_LIMIT,
+        "took {took:?}; the hold time is {HOLD}"
+    );
+}
+
 #[test]
 fn bfd_comes_up_with_bird() {
     if !bfd_ready("bfd_comes_up_with_bird") {
@@ -156,20 +175,7 @@ fn bfd_router_withdraws_a_frozen_speakers_route_before_the_hold_time() {
     }
     let (s, bird) = bird_site("fb-frzspk");
     assert!(has_web(&bird));
-    let start = Instant::now();
-    s.signal(libc::SIGSTOP);
-    let gone = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-        (!has_web(&bird)).then(|| start.elapsed())
-    });
-    s.signal(libc::SIGCONT);
-    let took = gone.expect("BIRD still holds the frozen speaker's route after 10 s");
-    println!(
-        "BIRD withdrew the frozen speaker's route after {took:?} (BFD {INTERVAL_MS} ms x {MULTIPLIER}, hold time {HOLD})"
-    );
-    assert!(
-        took < DETECT_LIMIT,
-        "took {took:?}; the hold time is {HOLD}"
-    );
+    frozen_speaker_noticed(&s, "BIRD withdrew its route", || !has_web(&bird));
     assert_ne!(bird.state(s.node()).as_deref(), Some("Established"));
     // Thawed: BFD and BGP come back, and so does the route.
     let back = wait_for(LIMIT, POLL, || has_web(&bird).then_some(()));
@@ -286,18 +292,9 @@ fn bfd_with_frr_bfdd_comes_up_and_detects_a_frozen_side_both_ways() {
     println!("{}", frr.vtysh("show bfd peers").unwrap_or_default());
 
     // A frozen speaker: bfdd notices, bgpd drops the session.
-    let start = Instant::now();
-    s.signal(libc::SIGSTOP);
-    let gone = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-        (frr.state(s.node()).as_deref() != Some("Established")).then(|| start.elapsed())
+    frozen_speaker_noticed(&s, "FRR dropped the session", || {
+        frr.state(s.node()).as_deref() != Some("Established")
     });
-    s.signal(libc::SIGCONT);
-    let took = gone.expect("FRR kept its session with the frozen speaker for 10 s");
-    println!("FRR dropped the frozen speaker's session after {took:?}");
-    assert!(
-        took < DETECT_LIMIT,
-        "took {took:?}; the hold time is {HOLD}"
-    );
     frr.wait_established(s.node(), LIMIT).unwrap();
     let up = wait_for(LIMIT, POLL, || {
         (s.metric(BFD_UP) == Some(1.0) && s.metric(BGP_UP) == Some(1.0)).then_some(())
@@ -471,18 +468,9 @@ fn bfd_multihop_checks_the_minimum_ttl_and_comes_up_two_hops_away() {
         s.log()
     );
     bird.wait_established(s.node(), LIMIT).unwrap();
-    let start = Instant::now();
-    s.signal(libc::SIGSTOP);
-    let gone = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-        (bird.state(s.node()).as_deref() != Some("Established")).then(|| start.elapsed())
+    frozen_speaker_noticed(&s, "multi-hop: the far BIRD dropped the session", || {
+        bird.state(s.node()).as_deref() != Some("Established")
     });
-    s.signal(libc::SIGCONT);
-    let took = gone.expect("the far BIRD kept its session with the frozen speaker for 10 s");
-    println!("multi-hop: the far BIRD dropped the frozen speaker's session after {took:?}");
-    assert!(
-        took < DETECT_LIMIT,
-        "took {took:?}; the hold time is {HOLD}"
-    );
 }
 
 #[test]
