@@ -18,6 +18,8 @@ use crate::bgp::config::{
     aliases_from_crd, peers_from_crd, resolve_bfd_profiles, resolve_passwords,
 };
 use crate::world::{self, BgpAd, L2Ad, Node, ServiceInfo, World};
+use k8s_openapi::api::core::v1::{Node as KubeNode, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// Everything the speaker decides from, at one moment.
 #[derive(Clone, Debug, Default)]
@@ -30,17 +32,49 @@ pub struct Snapshot {
     pub problems: Vec<String>,
 }
 
+/// The numerous kinds, by reference: the Kubernetes source keeps them in its store, and
+/// copying tens of thousands of objects for every change cost more than the rest of a
+/// snapshot.
+pub struct Bulk<'a> {
+    pub services: Vec<&'a Service>,
+    pub endpoint_slices: Vec<&'a EndpointSlice>,
+    pub nodes: Vec<&'a KubeNode>,
+}
+
+impl<'a> Bulk<'a> {
+    /// Those of `inputs`.
+    pub fn of(inputs: &'a Inputs) -> Bulk<'a> {
+        Bulk {
+            services: inputs.services.iter().collect(),
+            endpoint_slices: inputs.endpoint_slices.iter().collect(),
+            nodes: inputs.nodes.iter().collect(),
+        }
+    }
+}
+
 /// Builds the world from objects (pure). Services are taken as they are: their
 /// addresses are those in `status.loadBalancer.ingress` (the dir source writes the
 /// controller's record there first). Only `LoadBalancer` Services of `lb_class` (none:
 /// Services without a class) count.
-pub fn snapshot(inputs: &Inputs, lb_class: Option<&str>, mut problems: Vec<String>) -> Snapshot {
+pub fn snapshot(inputs: &Inputs, lb_class: Option<&str>, problems: Vec<String>) -> Snapshot {
+    snapshot_with(inputs, &Bulk::of(inputs), lb_class, problems)
+}
+
+/// [`snapshot`], with the Services, EndpointSlices and Nodes taken from `bulk` (those
+/// in `config` are not read).
+pub fn snapshot_with(
+    config: &Inputs,
+    bulk: &Bulk,
+    lb_class: Option<&str>,
+    mut problems: Vec<String>,
+) -> Snapshot {
+    let inputs = config;
     let pools = check_pools(&inputs.pools);
     problems.extend(pools.problems.iter().map(Problem::to_string));
-    let mut endpoints = world::endpoints_by_service(&inputs.endpoint_slices);
+    let mut endpoints = world::endpoints_by_service(bulk.endpoint_slices.iter().copied());
     let mut w = World::default();
     let mut node_addresses = BTreeMap::new();
-    for n in &inputs.nodes {
+    for n in bulk.nodes.iter().copied() {
         let Some(node) = Node::from_kube(n) else {
             continue;
         };
@@ -62,7 +96,7 @@ pub fn snapshot(inputs: &Inputs, lb_class: Option<&str>, mut problems: Vec<Strin
     // (the last one takes the endpoints) and the result put back in order.
     let pool_names = world::PoolNames::new(&pools);
     let mut path = String::new();
-    let mut services: Vec<(world::ServiceKey, ServiceInfo)> = inputs
+    let mut services: Vec<(world::ServiceKey, ServiceInfo)> = bulk
         .services
         .iter()
         .rev()

@@ -19,7 +19,7 @@ use kube::api::ObjectMeta;
 use kube::runtime::watcher::Event;
 
 use crate::bgp::config::slim_secret;
-use crate::source::{Snapshot, handles, snapshot};
+use crate::source::{Bulk, Snapshot, handles, snapshot_with};
 use crate::world::{SERVICE_NAME_LABEL, ServiceKey};
 
 /// One watch event from one of the watchers.
@@ -147,6 +147,10 @@ impl<K: Resource> Kind<K> {
         K: Clone,
     {
         self.objects.values().cloned().collect()
+    }
+
+    fn refs(&self) -> Vec<&K> {
+        self.objects.values().collect()
     }
 }
 
@@ -312,8 +316,25 @@ impl Store {
         }
     }
 
+    /// The world as the stores hold it. Only the few configuration objects are copied;
+    /// Services, EndpointSlices and Nodes are read where they are.
     pub fn snapshot(&self) -> Snapshot {
-        snapshot(&self.inputs(), self.lb_class.as_deref(), Vec::new())
+        let config = Inputs {
+            pools: self.pools.all(),
+            l2_advertisements: self.l2_ads.all(),
+            bgp_advertisements: self.bgp_ads.all(),
+            bgp_peers: self.peers.all(),
+            communities: self.communities.all(),
+            bfd_profiles: self.bfd_profiles.all(),
+            secrets: self.secrets.all(),
+            ..Default::default()
+        };
+        let bulk = Bulk {
+            services: self.services.refs(),
+            endpoint_slices: self.slices.refs(),
+            nodes: self.nodes.refs(),
+        };
+        snapshot_with(&config, &bulk, self.lb_class.as_deref(), Vec::new())
     }
 
     /// The uid of every BGPPeer and BGPAdvertisement, by (kind, name) (for Events about
