@@ -302,10 +302,17 @@ impl Store {
     /// The objects, as the standalone source would have read them.
     pub fn inputs(&self) -> Inputs {
         Inputs {
-            pools: self.pools.all(),
             services: self.services.all(),
             nodes: self.nodes.all(),
             endpoint_slices: self.slices.all(),
+            ..self.config()
+        }
+    }
+
+    /// The configuration objects: few, unlike Services, EndpointSlices and Nodes.
+    fn config(&self) -> Inputs {
+        Inputs {
+            pools: self.pools.all(),
             l2_advertisements: self.l2_ads.all(),
             bgp_advertisements: self.bgp_ads.all(),
             bgp_peers: self.peers.all(),
@@ -319,16 +326,7 @@ impl Store {
     /// The world as the stores hold it. Only the few configuration objects are copied;
     /// Services, EndpointSlices and Nodes are read where they are.
     pub fn snapshot(&self) -> Snapshot {
-        let config = Inputs {
-            pools: self.pools.all(),
-            l2_advertisements: self.l2_ads.all(),
-            bgp_advertisements: self.bgp_ads.all(),
-            bgp_peers: self.peers.all(),
-            communities: self.communities.all(),
-            bfd_profiles: self.bfd_profiles.all(),
-            secrets: self.secrets.all(),
-            ..Default::default()
-        };
+        let config = self.config();
         let bulk = Bulk {
             services: self.services.refs(),
             endpoint_slices: self.slices.refs(),
