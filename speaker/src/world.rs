@@ -257,26 +257,28 @@ pub struct ServiceInfo {
 }
 
 /// The valid pools, each with its name as one shared string.
-pub struct PoolNames<'a>(Vec<(Arc<str>, &'a ParsedPool)>);
+pub struct PoolNames<'a> {
+    pools: Vec<(Arc<str>, &'a ParsedPool)>,
+    /// For Services in no pool: shared too.
+    none: Arc<str>,
+}
 
 impl<'a> PoolNames<'a> {
     pub fn new(check: &'a PoolCheck) -> PoolNames<'a> {
-        PoolNames(
-            check
+        PoolNames {
+            pools: check
                 .valid
                 .values()
                 .map(|p| (Arc::from(p.name.as_str()), p))
                 .collect(),
-        )
+            none: Arc::from(""),
+        }
     }
 
     /// The name of the pool holding `ip`; empty when none does.
-    fn holding(&self, ip: &IpAddr) -> Arc<str> {
-        self.0
-            .iter()
-            .find(|(_, p)| p.contains(ip))
-            .map(|(name, _)| name.clone())
-            .unwrap_or_else(|| Arc::from(""))
+    fn holding(&self, ip: Option<&IpAddr>) -> Arc<str> {
+        ip.and_then(|ip| self.pools.iter().find(|(_, p)| p.contains(ip)))
+            .map_or_else(|| self.none.clone(), |(name, _)| name.clone())
     }
 }
 
@@ -296,7 +298,7 @@ impl ServiceInfo {
         let ips: Ips = ferrolb_crds::service::ingress_ips(svc)
             .into_iter()
             .collect();
-        let pool = ips.first().map(|ip| pools.holding(ip)).unwrap_or_default();
+        let pool = pools.holding(ips.first());
         let empty = BTreeMap::new();
         let notes = meta.annotations.as_ref().unwrap_or(&empty);
         ServiceInfo {

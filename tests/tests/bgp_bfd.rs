@@ -117,22 +117,38 @@ fn has_web(bird: &Bird) -> bool {
         .any(|r| r.prefix.is_some_and(|p| p.to_string() == WEB_ROUTE))
 }
 
-/// Freezes the speaker until the router has `noticed` (polled for up to 10 s), thaws
-/// it, and asserts the router noticed well within the hold time.
-fn frozen_speaker_noticed(s: &Site, what: &str, noticed: impl Fn() -> bool) {
+/// Freezes a process (`signal` sends to it) until the other side has `noticed` (polled
+/// for up to 10 s), thaws it, and asserts that took well under the hold time.
+fn frozen_until(signal: impl Fn(i32), what: &str, noticed: impl Fn() -> bool) {
     let start = Instant::now();
-    s.signal(libc::SIGSTOP);
+    signal(libc::SIGSTOP);
     let gone = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
         noticed().then(|| start.elapsed())
     });
-    s.signal(libc::SIGCONT);
-    let took = gone.unwrap_or_else(|| panic!("not yet after 10 s with the speaker frozen: {what}"));
+    signal(libc::SIGCONT);
+    let took = gone.unwrap_or_else(|| panic!("not yet after 10 s frozen: {what}"));
     println!(
-        "{what} {took:?} after the speaker froze (BFD {INTERVAL_MS} ms x {MULTIPLIER}, hold time {HOLD})"
+        "{what} {took:?} after the freeze (BFD {INTERVAL_MS} ms x {MULTIPLIER}, hold time {HOLD})"
     );
     assert!(
         took < DETECT_LIMIT,
         "took {took:?}; the hold time is {HOLD}"
+    );
+}
+
+/// [`frozen_until`] with the speaker frozen.
+fn frozen_speaker_noticed(s: &Site, what: &str, noticed: impl Fn() -> bool) {
+    frozen_until(|sig| s.signal(sig), what, noticed);
+}
+
+/// The speaker's log says it closed a BGP session because BFD went down.
+fn assert_closed_for_bfd(s: &Site) {
+    assert!(
+        s.log()
+            .lines()
+            .any(|l| l.contains("BGP session down") && l.contains("BFD down")),
+        "{}",
+        s.log()
     );
 }
 
@@ -193,41 +209,19 @@ fn bfd_speaker_closes_the_session_with_a_frozen_router_and_gets_it_back() {
     }
     let (s, bird) = bird_site("fb-frzrtr");
     assert_eq!(s.metric(BFD_DOWNS), Some(0.0));
-    let start = Instant::now();
-    bird.daemon.signal(libc::SIGSTOP);
-    let down = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-        (s.metric(BGP_UP) == Some(0.0)).then(|| start.elapsed())
-    });
-    let downs = s.metric(BFD_DOWNS);
-    let ceased = s.metric(CEASE_BFD_DOWN_SENT);
-    bird.daemon.signal(libc::SIGCONT);
-    let took = down.unwrap_or_else(|| {
-        panic!(
-            "the speaker kept its session with the frozen router for 10 s; log:\n{}",
-            s.log()
-        )
-    });
-    println!(
-        "the speaker closed its session with the frozen router after {took:?} (BFD {INTERVAL_MS} ms x {MULTIPLIER}, hold time {HOLD})"
+    frozen_until(
+        |sig| bird.daemon.signal(sig),
+        "the speaker closed its session with the frozen router",
+        || s.metric(BGP_UP) == Some(0.0),
     );
-    assert!(
-        took < DETECT_LIMIT,
-        "took {took:?}; the hold time is {HOLD}"
-    );
-    assert_eq!(downs, Some(1.0), "{}", s.metrics());
+    assert_eq!(s.metric(BFD_DOWNS), Some(1.0), "{}", s.metrics());
     assert_eq!(
-        ceased,
+        s.metric(CEASE_BFD_DOWN_SENT),
         Some(1.0),
         "no Cease / BFD Down sent:\n{}",
         s.metrics()
     );
-    assert!(
-        s.log()
-            .lines()
-            .any(|l| l.contains("BGP session down") && l.contains("BFD down")),
-        "{}",
-        s.log()
-    );
+    assert_closed_for_bfd(&s);
     // Thawed: BFD comes back, BGP is established again and the route is back.
     let back = wait_for(LIMIT, POLL, || {
         (s.metric(BGP_UP) == Some(1.0) && s.metric(BFD_UP) == Some(1.0)).then_some(())
@@ -304,22 +298,12 @@ fn bfd_with_frr_bfdd_comes_up_and_detects_a_frozen_side_both_ways() {
     // A frozen bfdd (bgpd still answering): the speaker closes the BGP session.
     let bfdd = frr.bfdd.as_ref().expect("bfdd runs");
     let downs = s.metric(BFD_DOWNS).unwrap_or_default();
-    let start = Instant::now();
-    bfdd.signal(libc::SIGSTOP);
-    let closed = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-        (s.metric(BFD_DOWNS) == Some(downs + 1.0)).then(|| start.elapsed())
-    });
-    bfdd.signal(libc::SIGCONT);
-    let took = closed.expect("the speaker never saw bfdd go silent");
-    println!("the speaker saw FRR's frozen bfdd after {took:?}");
-    assert!(took < DETECT_LIMIT, "took {took:?}");
-    assert!(
-        s.log()
-            .lines()
-            .any(|l| l.contains("BGP session down") && l.contains("BFD down")),
-        "{}",
-        s.log()
+    frozen_until(
+        |sig| bfdd.signal(sig),
+        "the speaker saw FRR's bfdd go silent",
+        || s.metric(BFD_DOWNS) == Some(downs + 1.0),
     );
+    assert_closed_for_bfd(&s);
 }
 
 #[test]
@@ -384,17 +368,10 @@ fn bfd_over_ipv6_comes_up_with_bird_and_detects_a_frozen_router() {
         bird.bfd_state(node6),
         s.log()
     );
-    let start = Instant::now();
-    bird.daemon.signal(libc::SIGSTOP);
-    let down = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-        (s.metric(BGP_UP) == Some(0.0)).then(|| start.elapsed())
-    });
-    bird.daemon.signal(libc::SIGCONT);
-    let took = down.expect("the speaker kept its IPv6 session with the frozen router for 10 s");
-    println!("IPv6: the speaker closed its session with the frozen router after {took:?}");
-    assert!(
-        took < DETECT_LIMIT,
-        "took {took:?}; the hold time is {HOLD}"
+    frozen_until(
+        |sig| bird.daemon.signal(sig),
+        "IPv6: the speaker closed its session with the frozen router",
+        || s.metric(BGP_UP) == Some(0.0),
     );
     assert_eq!(s.metric(BFD_DOWNS), Some(1.0));
 }
